@@ -1,0 +1,12 @@
+"""lvmgraph: latent-variable generative models declared as graphs of pluggable components."""
+import pluggy
+
+__version__ = "0.1.0"
+
+hookimpl = pluggy.HookimplMarker("lvmgraph")
+
+from .modules import Params, Prior, ShapeMismatch, check_shape  # noqa: E402
+from .data.base import DatasetBundle, DatasetUnavailable  # noqa: E402
+
+__all__ = ["hookimpl", "Params", "Prior", "ShapeMismatch", "check_shape",
+           "DatasetBundle", "DatasetUnavailable", "__version__"]

@@ -1,0 +1,142 @@
+"""The Python API: everything the CLI does, callable from notebooks and scripts.
+
+    import lvmgraph.api as lg
+    run = lg.train("specs/aae_uniform.yaml", overrides=["train.steps=200"])
+    x = lg.open_run(run.path).sample(16)
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .experiment import Experiment, generate, prepare
+from .spec.load import LoadedSpec, load_spec
+from .train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+from .train.rundir import RunDir
+from .train.trainer import Trainer
+
+
+def load(path: str | Path, overrides: Sequence[str] = ()) -> LoadedSpec:
+    """Read and validate a spec file (structure and plugin settings)."""
+    return load_spec(path, overrides)
+
+
+def validate(path: str | Path, overrides: Sequence[str] = (), *, device: str | None = None) -> Experiment:
+    """Full validation: load, compile, build and dry-run. Raises SpecError listing every problem."""
+    loaded = load_spec(path, overrides)
+    return prepare(loaded, device=device)
+
+
+def train(path: str | Path, *, out: str | Path | None = None, overrides: Sequence[str] = (),
+          progress: bool | None = None, evaluate: bool = True, callbacks=(), device: str | None = None) -> RunDir:
+    """Train a spec into a new run directory and return it."""
+    loaded = load_spec(path, overrides)
+    exp = prepare(loaded, device=device)
+    run = RunDir.create(loaded.spec.name, out)
+    run.write_spec(loaded.resolved(), str(path))
+    run.write_json("run.json", {"spec": str(path), "overrides": list(overrides), "started": time.time(),
+                                "device": str(exp.device), "torch": torch.__version__,
+                                "threads": torch.get_num_threads()})
+    trainer = Trainer(exp, run, progress=progress, callbacks=tuple(callbacks))
+    trainer.fit()
+    _finish(exp, run, evaluate)
+    return run
+
+
+def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool | None = None,
+           evaluate: bool = True, callbacks=(), device: str | None = None) -> RunDir:
+    """Continue a run from its newest good checkpoint (``overrides`` e.g. ``train.steps=4000``)."""
+    run = RunDir.open(run_dir)
+    loaded = load_spec(run.spec_file, overrides)
+    exp = prepare(loaded, device=device, check=False)
+    ckpt = latest_checkpoint(run.checkpoints)
+    if ckpt is None:
+        raise CheckpointError(f"{run.checkpoints}: no complete checkpoint to resume from")
+    trainer = Trainer(exp, run, progress=progress, callbacks=tuple(callbacks))
+    trainer.load_state_dict(load_checkpoint(ckpt, map_location=exp.device))
+    run.truncate_metrics(trainer.step)
+    if overrides:
+        run.write_spec(loaded.resolved(), f"{run.spec_file} with --set {' '.join(overrides)}")
+    trainer.fit()
+    _finish(exp, run, evaluate)
+    return run
+
+
+def _finish(exp: Experiment, run: RunDir, evaluate: bool) -> None:
+    from .eval.artifacts import write_latent_plot
+    write_latent_plot(exp, run)
+    if evaluate and exp.spec.eval.metrics:
+        from .eval.runner import evaluate as run_metrics
+        results = run_metrics(exp)
+        run.write_json("eval.json", {"step": _trained_steps(run), "results": results})
+
+
+def _trained_steps(run: RunDir) -> int | None:
+    rows = run.read_metrics()
+    return rows[-1]["step"] if rows else None
+
+
+@dataclass
+class Run:
+    """A finished or interrupted run, loaded for sampling and evaluation."""
+
+    run: RunDir
+    experiment: Experiment
+    step: int
+
+    @property
+    def path(self) -> Path:
+        return self.run.path
+
+    def sample(self, n: int, given: dict[str, Any] | None = None, seed: int = 0) -> torch.Tensor:
+        from .eval.artifacts import as_tensor
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return as_tensor(generate(self.experiment, n, given=given)).detach().cpu()
+
+    def evaluate(self, metrics: list[tuple[str, dict]] | None = None, write: bool = True) -> dict:
+        from .eval.runner import evaluate as run_metrics
+        results = run_metrics(self.experiment, metrics)
+        if write:
+            self.run.write_json("eval.json", {"step": self.step, "results": results})
+        return results
+
+
+def open_run(run_dir: str | Path, *, device: str | None = None) -> Run:
+    """Load a run's spec and newest checkpoint, ready to sample or evaluate."""
+    run = RunDir.open(run_dir)
+    loaded = load_spec(run.spec_file)
+    exp = prepare(loaded, device=device, check=False)
+    ckpt = latest_checkpoint(run.checkpoints)
+    if ckpt is None:
+        raise CheckpointError(f"{run.checkpoints}: no complete checkpoint")
+    state = load_checkpoint(ckpt, map_location=exp.device)
+    exp.modules.load_state_dict(state["components"])
+    exp.modules.eval()
+    return Run(run, exp, int(state["step"]))
+
+
+def parse_given(items: Sequence[str], n: int, device) -> dict[str, torch.Tensor]:
+    """``name=value`` pairs for ``sample --given``: a number (repeated n times) or an .npz/.npy file."""
+    out = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"--given {item!r}: write name=value")
+        path = Path(text)
+        if path.suffix in (".npz", ".npy") and path.exists():
+            arr = np.load(path)
+            if isinstance(arr, np.lib.npyio.NpzFile):
+                arr = arr["samples"] if "samples" in arr.files else arr[arr.files[0]]
+            value = torch.from_numpy(np.asarray(arr))
+            value = value.float() if value.is_floating_point() else value
+        else:
+            num = float(text)
+            value = torch.full((n,), int(num), dtype=torch.long) if num.is_integer() else torch.full((n, 1), num)
+        out[name] = value.to(device)
+    return out

@@ -1,0 +1,250 @@
+"""``lvmgraph`` command line: a thin layer over ``lvmgraph.api``.
+
+Exit codes: 0 ok, 1 failure during training or evaluation, 2 a spec or usage problem.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_FAIL, EXIT_SPEC = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lvmgraph", description="Train latent-variable generative models from YAML specs.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add_set(sp):
+        sp.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a spec value, e.g. --set train.steps=100 (repeatable)")
+
+    r = sub.add_parser("run", help="train a spec into a new run directory")
+    r.add_argument("spec")
+    r.add_argument("--out", help="run directory (default runs/<name>-<timestamp>)")
+    r.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    r.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_set(r)
+
+    rs = sub.add_parser("resume", help="continue a run from its newest checkpoint")
+    rs.add_argument("run_dir")
+    rs.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    rs.add_argument("--no-eval", action="store_true")
+    rs.add_argument("--quiet", action="store_true")
+    add_set(rs)
+
+    s = sub.add_parser("sample", help="generate data from a run")
+    s.add_argument("run_dir")
+    s.add_argument("-n", type=int, default=64)
+    s.add_argument("--out", required=True, help="output .npz (array 'samples'); a .png writes a grid")
+    s.add_argument("--given", action="append", default=[], metavar="NAME=VALUE",
+                   help="fix a graph value: a number or an .npz/.npy file (repeatable)")
+    s.add_argument("--seed", type=int, default=0)
+
+    e = sub.add_parser("eval", help="evaluate a run and write RUN/eval.json")
+    e.add_argument("run_dir")
+    e.add_argument("--metrics", help="comma-separated metric names (default: the spec's eval.metrics)")
+
+    v = sub.add_parser("validate", help="check specs without training")
+    v.add_argument("specs", nargs="+")
+    v.add_argument("--no-dry-run", action="store_true", help="skip building modules and the tiny-batch dry run")
+    add_set(v)
+
+    g = sub.add_parser("graph", help="print a spec's graph as Mermaid or Graphviz dot")
+    g.add_argument("spec")
+    g.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
+
+    pl = sub.add_parser("plugins", help="list plugins and what they register")
+    pl.add_argument("--kind", help="only this kind (component, prior, op, loss, dataset, metric, schedule, optimizer, spec)")
+    pl.add_argument("--detail", metavar="NAME", help="settings of one registered item or all items of one plugin")
+    pl.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    from .spec.errors import SpecError
+    from .train.checkpoint import CheckpointError
+    from .train.rundir import RunDirError
+    try:
+        return _COMMANDS[args.command](args)
+    except SpecError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EXIT_SPEC
+    except (RunDirError, CheckpointError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_SPEC
+    except KeyboardInterrupt:
+        print("interrupted; the newest checkpoint is intact — continue with `lvmgraph resume RUN`", file=sys.stderr)
+        return 130
+
+
+def _print_warnings(exp) -> None:
+    for w in exp.warnings:
+        print(w.render(with_file=True), file=sys.stderr)
+
+
+def cmd_run(args) -> int:
+    from . import api
+    run = api.train(args.spec, out=args.out, overrides=args.overrides, progress=not args.quiet and None,
+                    evaluate=not args.no_eval, device=args.device)
+    _report(run)
+    return EXIT_OK
+
+
+def cmd_resume(args) -> int:
+    from . import api
+    run = api.resume(args.run_dir, overrides=args.overrides, progress=not args.quiet and None,
+                     evaluate=not args.no_eval, device=args.device)
+    _report(run)
+    return EXIT_OK
+
+
+def _report(run) -> None:
+    rows = run.read_metrics()
+    last = rows[-1] if rows else {}
+    print(f"run directory: {run.path}")
+    if last:
+        print("last losses: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k != "step")
+              + f" (step {last.get('step')})")
+    if run.eval_file.exists():
+        from .eval.runner import format_table
+        print(format_table(json.loads(run.eval_file.read_text())["results"]))
+
+
+def cmd_sample(args) -> int:
+    import numpy as np
+    from . import api
+    run = api.open_run(args.run_dir)
+    given = api.parse_given(args.given, args.n, run.experiment.device)
+    samples = run.sample(args.n, given=given, seed=args.seed)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".png":
+        from .eval.images import save_image_grid
+        save_image_grid(samples, out, value_range=tuple(run.experiment.data.info.get("value_range", (0, 1))))
+    else:
+        np.savez_compressed(out, samples=samples.numpy())
+    print(f"wrote {args.n} samples of shape {tuple(samples.shape[1:])} to {out} (checkpoint step {run.step})")
+    return EXIT_OK
+
+
+def cmd_eval(args) -> int:
+    from . import api
+    from .eval.runner import format_table
+    run = api.open_run(args.run_dir)
+    metrics = None
+    if args.metrics:
+        spec_settings = dict(run.experiment.spec.eval.items())
+        metrics = [(m.strip(), spec_settings.get(m.strip(), {})) for m in args.metrics.split(",") if m.strip()]
+    results = run.evaluate(metrics)
+    print(format_table(results))
+    print(f"wrote {run.run.eval_file}")
+    return EXIT_OK
+
+
+def cmd_validate(args) -> int:
+    from .experiment import prepare
+    from .spec.errors import SpecError
+    from .spec.load import load_spec
+    failed = 0
+    for path in args.specs:
+        try:
+            loaded = load_spec(path, args.overrides)
+            if args.no_dry_run:
+                loaded.raise_if_errors()
+                from .graph.compile import compile_graph
+                from .plugins import get_registry
+                _, problems = compile_graph(loaded, get_registry(), ("x", "y"))
+                if any(p.severity == "error" for p in problems):
+                    raise SpecError(problems, file=path)
+                print(f"{path}: ok (structure only)")
+                continue
+            exp = prepare(loaded)
+            _print_warnings(exp)
+            print(f"{path}: ok")
+        except SpecError as exc:
+            print(exc.render(), file=sys.stderr)
+            failed += 1
+    return EXIT_SPEC if failed else EXIT_OK
+
+
+def cmd_graph(args) -> int:
+    from .graph.compile import compile_graph
+    from .graph.render import to_dot, to_mermaid
+    from .plugins import get_registry
+    from .spec.errors import SpecError
+    from .spec.load import load_spec
+    loaded = load_spec(args.spec)
+    loaded.raise_if_errors()
+    entry = get_registry().get("dataset", loaded.spec.data.dataset)
+    fields = entry.options.get("fields", ("x", "y")) if entry else ("x", "y")
+    graph, problems = compile_graph(loaded, get_registry(), fields)
+    if any(p.severity == "error" for p in problems):
+        raise SpecError(problems, file=args.spec)
+    render = to_mermaid if args.format == "mermaid" else to_dot
+    print(render(graph, loaded.spec.phases), end="")
+    return EXIT_OK
+
+
+def cmd_plugins(args) -> int:
+    from .plugins import build_registry, make_plugin_manager
+    from .plugins.manager import plugin_listing
+    pm = make_plugin_manager()
+    registry = build_registry(pm)
+    if args.detail:
+        entries = [e for e in registry.entries() if e.name == args.detail or e.plugin == args.detail]
+        if args.kind:
+            entries = [e for e in entries if e.kind == args.kind]
+        if not entries:
+            from .plugins.registry import did_you_mean
+            names = {e.name for e in registry.entries()} | {e.plugin for e in registry.entries()}
+            match = did_you_mean(args.detail, names)
+            print(f"nothing registered as '{args.detail}'" + (f"; did you mean '{match}'?" if match else ""),
+                  file=sys.stderr)
+            return EXIT_SPEC
+        out = [_describe(e) for e in entries]
+        if args.json:
+            print(json.dumps(out, indent=2, default=str))
+        else:
+            for d in out:
+                print(f"{d['kind']} {d['name']}  (plugin {d['plugin']})")
+                if d["doc"]:
+                    print("  " + d["doc"].replace("\n", "\n  "))
+                for name, f in d["settings"].items():
+                    default = "required" if f["required"] else f"default {f['default']!r}"
+                    print(f"    {name}: {f['type']} ({default}) {f['description']}")
+                print()
+        return EXIT_OK
+    rows = plugin_listing(pm, registry)
+    if args.kind:
+        rows = [dict(r, registers={k: v for k, v in r["registers"].items() if k == args.kind}) for r in rows]
+        rows = [r for r in rows if r["registers"]]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    for r in rows:
+        print(f"{r['name']}  ({r['package'] or 'local'} {r['version'] or ''})".rstrip())
+        for kind, names in r["registers"].items():
+            label = {"loss": "losses"}.get(kind, kind + "s")
+            print(f"  {label + ':':<12} {', '.join(names)}")
+    return EXIT_OK
+
+
+def _describe(entry) -> dict:
+    settings = {}
+    if entry.params is not None:
+        for name, f in entry.params.model_fields.items():
+            settings[name] = {"type": getattr(f.annotation, "__name__", str(f.annotation)).replace("typing.", ""),
+                              "required": f.is_required(), "default": None if f.is_required() else f.default,
+                              "description": f.description or ""}
+    return {"kind": entry.kind, "name": entry.name, "plugin": entry.plugin, "doc": entry.doc, "settings": settings}
+
+
+_COMMANDS = {"run": cmd_run, "resume": cmd_resume, "sample": cmd_sample, "eval": cmd_eval,
+             "validate": cmd_validate, "graph": cmd_graph, "plugins": cmd_plugins}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+from .base import DatasetBundle, DatasetUnavailable
+
+__all__ = ["DatasetBundle", "DatasetUnavailable"]

@@ -1,0 +1,41 @@
+"""What a dataset plugin returns: named fields as tensors, split into train and test."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+class DatasetUnavailable(RuntimeError):
+    """The dataset's files are not on this machine; the message says how to get them."""
+
+
+@dataclass
+class DatasetBundle:
+    """Train and test splits, each a dict ``field -> tensor`` whose first axis is the sample.
+
+    Conventions: ``x`` is the main observation (images as float (n c h w) in [0, 1],
+    points as (n d)), ``y`` an integer class label (n,). ``info`` carries what evaluation
+    and reports need: ``kind`` ("image" or "points"), ``num_classes``, ``class_names``,
+    ``value_range`` and ``source`` (where the data came from).
+    """
+
+    train: dict[str, torch.Tensor]
+    test: dict[str, torch.Tensor]
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for split_name, split in (("train", self.train), ("test", self.test)):
+            sizes = {name: t.shape[0] for name, t in split.items()}
+            if len(set(sizes.values())) > 1:
+                raise ValueError(f"{split_name} fields differ in length: {sizes}")
+
+    @property
+    def fields(self) -> list[str]:
+        return list(self.train)
+
+    def field_shapes(self) -> dict[str, tuple]:
+        return {name: tuple(t.shape[1:]) for name, t in self.train.items()}
+
+    def __len__(self) -> int:
+        return next(iter(self.train.values())).shape[0]

@@ -1,0 +1,50 @@
+"""Device-resident batching: the whole split lives as tensors on the device, batches are index slices.
+
+The order comes from a dedicated seeded generator, and the position in the epoch is part of
+the state, so a resumed run sees exactly the batches an uninterrupted run would.
+"""
+from __future__ import annotations
+
+import torch
+
+
+class IndexBatcher:
+    def __init__(self, fields: dict[str, torch.Tensor], *, batch_size: int, device: torch.device,
+                 seed: int, shuffle: bool = True, drop_last: bool = True):
+        self.fields = {k: v.to(device) for k, v in fields.items()}
+        self.n = next(iter(self.fields.values())).shape[0]
+        if batch_size > self.n and drop_last:
+            raise ValueError(f"batch_size {batch_size} is larger than the dataset ({self.n})")
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.generator = torch.Generator().manual_seed(seed)
+        self.epoch = 0
+        self.position = 0
+        self.order = self._new_order()
+
+    def _new_order(self) -> torch.Tensor:
+        if self.shuffle:
+            return torch.randperm(self.n, generator=self.generator)
+        return torch.arange(self.n)
+
+    def next(self) -> dict[str, torch.Tensor]:
+        end = self.position + self.batch_size
+        if end > self.n and (self.drop_last or self.position >= self.n):
+            self.epoch += 1
+            self.position, end = 0, self.batch_size
+            self.order = self._new_order()
+        idx = self.order[self.position:min(end, self.n)]
+        self.position = end
+        idx = idx.to(next(iter(self.fields.values())).device)
+        return {k: v.index_select(0, idx) for k, v in self.fields.items()}
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position, "order": self.order.clone(),
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch = int(state["epoch"])
+        self.position = int(state["position"])
+        self.order = state["order"].clone()
+        self.generator.set_state(state["generator"])

@@ -1,0 +1,94 @@
+"""Run a spec's metrics on a built model: the concrete EvalContext and ``evaluate``."""
+from __future__ import annotations
+
+import time
+from typing import Any, Iterator
+
+import torch
+
+from ..experiment import Experiment, generate
+from ..graph.execute import Executor
+from ..plugins.registry import did_you_mean
+
+
+class UnknownMetric(KeyError):
+    pass
+
+
+class RunEvalContext:
+    """The EvalContext (see ``lvmgraph.eval.context``) over an Experiment."""
+
+    def __init__(self, exp: Experiment, seed: int = 0):
+        self.exp = exp
+        self.components = dict(exp.modules.items())
+        self.data = exp.data
+        self.device = exp.device
+        self.spec = exp.spec
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def evaluate(self, outputs: list[str], inputs: dict[str, Any]) -> dict[str, Any]:
+        data = {k: v for k, v in inputs.items() if k in self.exp.graph.data_fields}
+        overrides = {k: v for k, v in inputs.items() if k not in data}
+        ex = Executor(self.exp.graph, self.exp.modules, self.exp.schedules, self.exp.device)
+        ex.begin({k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in data.items()}, 0)
+        with torch.no_grad():
+            return ex.evaluate(outputs, overrides=overrides)
+
+    def sample(self, n: int) -> torch.Tensor:
+        from .artifacts import as_tensor
+        outs, done = [], 0
+        bs = self.spec.data.eval_batch_size
+        while done < n:
+            k = min(bs, n - done)
+            outs.append(as_tensor(generate(self.exp, k)).detach())
+            done += k
+        return torch.cat(outs)
+
+    def batches(self, split: str = "test", batch_size: int = 500,
+                limit: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
+        fields = self.data.test if split == "test" else self.data.train
+        n = len(next(iter(fields.values())))
+        n = min(n, limit) if limit else n
+        for start in range(0, n, batch_size):
+            yield {k: v[start:min(n, start + batch_size)].to(self.device) for k, v in fields.items()}
+
+
+def evaluate(exp: Experiment, metrics: list[tuple[str, dict]] | None = None, seed: int = 0) -> dict:
+    """Compute metrics (default: the spec's ``eval.metrics``); returns {name: result} plus timing."""
+    registry = exp.registry
+    items = metrics if metrics is not None else exp.spec.eval.items()
+    ctx = RunEvalContext(exp, seed)
+    results: dict[str, Any] = {}
+    was_training = exp.modules.training
+    exp.modules.eval()
+    try:
+        for name, settings in items:
+            entry = registry.get("metric", name)
+            if entry is None:
+                match = did_you_mean(name, registry.names("metric"))
+                raise UnknownMetric(f"unknown metric '{name}'" + (f"; did you mean '{match}'?" if match else ""))
+            params = entry.params.model_validate(settings or {}) if entry.params else None
+            start = time.perf_counter()
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                out = entry.factory(ctx, **(dict(params) if params is not None else {}))
+            out = dict(out)
+            out["seconds"] = round(time.perf_counter() - start, 3)
+            results[name] = out
+    finally:
+        exp.modules.train(was_training)
+    return results
+
+
+def format_table(results: dict) -> str:
+    rows = []
+    for metric, out in results.items():
+        for key, value in out.items():
+            if key in ("protocol", "seconds") or isinstance(value, (dict, list)):
+                continue
+            rows.append((metric, key, f"{value:.6g}" if isinstance(value, float) else str(value)))
+    if not rows:
+        return "(no metrics)"
+    w1 = max(len(r[0]) for r in rows)
+    w2 = max(len(r[1]) for r in rows)
+    return "\n".join(f"{a:<{w1}}  {b:<{w2}}  {c}" for a, b, c in rows)

@@ -1,0 +1,247 @@
+"""From a loaded spec to something that can train: data, compiled graph, built modules — checked.
+
+``prepare`` reports every problem it can find at once (plugin settings, unknown names,
+cycles, phases, a dry run on a tiny batch for shape mismatches) before any training starts.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .data.base import DatasetBundle, DatasetUnavailable
+from .graph.compile import ComponentCall, ModelGraph, compile_graph
+from .graph.execute import Executor, GraphEvalError
+from .modules import Components, Prior
+from .plugins import get_registry
+from .plugins.registry import Registry
+from .spec.errors import Problem, SpecError
+from .spec.load import LoadedSpec
+from .spec.schema import LOADER_KEYS
+
+
+@dataclass
+class Experiment:
+    loaded: LoadedSpec
+    registry: Registry
+    graph: ModelGraph
+    data: DatasetBundle
+    modules: nn.ModuleDict
+    schedules: dict[str, Any]
+    device: torch.device
+    warnings: list[Problem] = field(default_factory=list)
+
+    @property
+    def spec(self):
+        return self.loaded.spec
+
+    def executor(self) -> Executor:
+        return Executor(self.graph, self.modules, self.schedules, self.device)
+
+    def to_device(self, batch: dict) -> dict:
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+
+def resolve_device(choice: str) -> torch.device:
+    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise SpecError([Problem("train.device is 'cuda' but no CUDA device is available", ("train", "device"),
+                                     hint="use device: auto or cpu")])
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def load_data(loaded: LoadedSpec, registry: Registry) -> DatasetBundle:
+    spec = loaded.spec
+    entry = registry.get("dataset", spec.data.dataset)
+    params = loaded.params.get(("data",))
+    settings = dict(params) if params is not None else {}
+    try:
+        bundle = entry.factory(**settings)
+    except DatasetUnavailable as exc:
+        raise SpecError([loaded.source.problem(str(exc), ("data", "dataset"))], file=loaded.path) from None
+    return bundle
+
+
+def build_modules(loaded: LoadedSpec, registry: Registry, problems: list[Problem]) -> nn.ModuleDict:
+    modules = Components()
+    for name, entry in loaded.spec.components.items():
+        reg = registry.get("component", entry.type)
+        params = loaded.params.get(("components", name))
+        try:
+            module = reg.factory(**(dict(params) if params is not None else {}))
+        except Exception as exc:  # noqa: BLE001 - a construction error is a spec problem at this entry
+            problems.append(loaded.source.problem(f"cannot build {entry.type}: {exc}", ("components", name)))
+            continue
+        if not isinstance(module, nn.Module):
+            problems.append(loaded.source.problem(
+                f"plugin '{reg.plugin}' built a {type(module).__name__} for '{entry.type}', not a torch.nn.Module",
+                ("components", name)))
+            continue
+        if reg.kind == "prior" and not isinstance(module, Prior):
+            problems.append(loaded.source.problem(f"prior '{entry.type}' does not subclass lvmgraph.Prior",
+                                                  ("components", name)))
+        modules[name] = module
+    return modules
+
+
+def build_schedules(loaded: LoadedSpec, registry: Registry) -> dict:
+    out = {}
+    for name, entry in loaded.spec.schedules.items():
+        params = loaded.params.get(("schedules", name))
+        out[name] = registry.get("schedule", entry.type).factory(**(dict(params) if params is not None else {}))
+    return out
+
+
+def _check_methods(graph: ModelGraph, modules: nn.ModuleDict, loaded: LoadedSpec) -> list[Problem]:
+    problems = []
+    base = set(dir(nn.Module))
+
+    def visit(node, value):
+        if isinstance(node, ComponentCall) and node.method and node.component in modules:
+            module = modules[node.component]
+            if node.method.startswith("_") or node.method in base or not callable(getattr(module, node.method, None)):
+                methods = sorted(m for m in dir(type(module)) if not m.startswith("_") and m not in base
+                                 and callable(getattr(module, m, None)))
+                from .plugins.registry import did_you_mean
+                match = did_you_mean(node.method, methods)
+                problems.append(loaded.source.problem(
+                    f"component '{node.component}' has no method '{node.method}'", ("graph", value),
+                    hint=f"did you mean '{match}'?" if match else (f"methods: {', '.join(methods)}" if methods else None)))
+        for child in getattr(node, "__dict__", {}).values():
+            for c in (child if isinstance(child, tuple) else (child,)):
+                if isinstance(c, tuple) and len(c) == 2 and isinstance(c[0], str):
+                    c = c[1]
+                if hasattr(c, "__dataclass_fields__"):
+                    visit(c, value)
+
+    for name, node in graph.values.items():
+        visit(node, name)
+    return problems
+
+
+def dry_run(exp: Experiment) -> list[Problem]:
+    """Run every value, every phase's loss and the sampler on a tiny batch, on copies of the modules."""
+    loaded, graph = exp.loaded, exp.graph
+    problems: list[Problem] = []
+    n = min(4, len(exp.data))
+    batch = exp.to_device({k: v[:n] for k, v in exp.data.train.items()})
+    modules = copy.deepcopy(exp.modules)
+    modules.eval()
+    ex = Executor(graph, modules, exp.schedules, exp.device)
+    failed: set[str] = set()
+    with torch.random.fork_rng(devices=[]):
+        ex.begin(batch, 0)
+        for value in graph.order:
+            if any(p in failed for p in graph.g.predecessors(value)):
+                failed.add(value)
+                continue
+            try:
+                ex.evaluate([value], updated=frozenset(graph.component_deps[value]), token=object(), use_cache=False)
+            except GraphEvalError as exc:
+                failed.add(value)
+                problems.append(loaded.source.problem(f"{exc.source} fails on a batch of {n}: {exc.cause}",
+                                                      ("graph", value)))
+            except Exception as exc:  # noqa: BLE001
+                failed.add(value)
+                problems.append(loaded.source.problem(f"fails on a batch of {n}: {exc}", ("graph", value)))
+        for i, phase in enumerate(loaded.spec.phases):
+            for term in phase.terms:
+                if term in failed or term not in graph.values:
+                    continue
+                result = ex.evaluate([term], updated=frozenset(phase.update), token=object(), use_cache=False)[term]
+                where = ("phases", i, "minimize")
+                if not isinstance(result, torch.Tensor):
+                    problems.append(loaded.source.problem(f"'{term}' is a {type(result).__name__}, not a tensor",
+                                                          where))
+                elif result.numel() != 1:
+                    problems.append(loaded.source.problem(
+                        f"'{term}' has shape {tuple(result.shape)}; a phase minimises a scalar", where,
+                        hint=f"reduce it, e.g. mean({term}) in the graph"))
+                elif not result.requires_grad:
+                    problems.append(loaded.source.problem(
+                        f"'{term}' does not depend on the parameters of {phase.update}", where))
+        sample = loaded.spec.sample
+        if sample and sample.output in graph.values and sample.output not in failed:
+            try:
+                generate(exp, n, modules=modules)
+            except Exception as exc:  # noqa: BLE001
+                problems.append(loaded.source.problem(f"sampling fails: {exc}", ("sample",)))
+    return problems
+
+
+def prepare(loaded: LoadedSpec, *, registry: Registry | None = None, device: str | None = None,
+            check: bool = True) -> Experiment:
+    """Load data, compile the graph, build modules on the device and (with ``check``) dry-run them."""
+    registry = registry or get_registry()
+    problems = list(loaded.problems)
+    data = None
+    fields: tuple = ()
+    if not any(p.path[:1] == ("data",) for p in problems if p.severity == "error"):
+        try:
+            data = load_data(loaded, registry)
+            fields = tuple(data.fields)
+        except SpecError as exc:
+            problems += exc.problems
+    graph, graph_problems = compile_graph(loaded, registry, fields or ("x", "y"))
+    problems += graph_problems
+    if data is not None and len(data) < loaded.spec.data.batch_size and loaded.spec.data.drop_last:
+        problems.append(loaded.source.problem(
+            f"batch_size {loaded.spec.data.batch_size} is larger than the training set ({len(data)} samples)",
+            ("data", "batch_size"), hint=f"use at most {len(data)}"))
+    _raise_errors(problems, loaded)
+
+    torch.manual_seed(loaded.spec.seed)  # component initialisation is part of the seeded run
+    modules = build_modules(loaded, registry, problems)
+    problems += _check_methods(graph, modules, loaded)
+    _raise_errors(problems, loaded)
+    dev = resolve_device(device or loaded.spec.train.device)
+    modules.to(dev)
+    exp = Experiment(loaded, registry, graph, data, modules, build_schedules(loaded, registry), dev,
+                     [p for p in problems if p.severity == "warning"])
+    if check:
+        problems += dry_run(exp)
+        _raise_errors(problems, loaded)
+    return exp
+
+
+def _raise_errors(problems: list[Problem], loaded: LoadedSpec) -> None:
+    if any(p.severity == "error" for p in problems):
+        raise SpecError(sorted(problems, key=lambda p: (p.severity != "error", p.file or "", p.line or 0)),
+                        file=loaded.path)
+
+
+def test_batch(exp: Experiment, fields, n: int) -> dict:
+    """The first n test rows (cycled when the split is smaller) of the given fields."""
+    out = {}
+    for f in fields:
+        t = exp.data.test[f]
+        idx = torch.arange(n) % t.shape[0]
+        out[f] = t[idx]
+    return exp.to_device(out)
+
+
+def generate(exp: Experiment, n: int, *, given: dict | None = None, modules: nn.ModuleDict | None = None,
+             output: str | None = None) -> Any:
+    """n generated outputs: priors replace the values named in ``sample.set``; ``given`` fixes others;
+    data fields still needed come from the test split."""
+    sample = exp.spec.sample
+    if sample is None:
+        raise ValueError("this spec has no sample: section, so it cannot generate")
+    modules = modules if modules is not None else exp.modules
+    output = output or sample.output
+    was_training = modules.training
+    modules.eval()
+    try:
+        with torch.no_grad():
+            overrides = {value: modules[prior].sample(n=n) for value, prior in sample.set.items()}
+            overrides.update(given or {})
+            fields = exp.graph.data_needed([output], given=overrides)
+            ex = Executor(exp.graph, modules, exp.schedules, exp.device)
+            ex.begin(test_batch(exp, fields, n), 0)
+            return ex.evaluate([output], overrides=overrides)[output]
+    finally:
+        modules.train(was_training)

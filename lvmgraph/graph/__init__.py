@@ -1,0 +1,1 @@
+"""The compiled model graph: expressions, compilation, execution and rendering."""

@@ -1,0 +1,182 @@
+"""Evaluate graph values with the phase semantics of DESIGN.md.
+
+- A phase computes only the ancestors of what it minimises.
+- Parameters of components the phase does not update have ``requires_grad`` off during the
+  phase: gradients flow *through* them (the generator learns through a frozen critic) but
+  never accumulate *into* them.
+- A value is cached for the rest of the step and reused only while none of the components it
+  depends on has been updated since; a value that needs gradients for the current phase is
+  reused only if it was computed in this same phase (an earlier phase's autograd graph is gone).
+"""
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from . import expr as E
+from .compile import ComponentCall, MethodCall, ModelGraph, OpCall, Ref
+
+_BINOPS: dict[str, Callable] = {"+": operator.add, "-": operator.sub, "*": operator.mul,
+                                "/": operator.truediv, "**": operator.pow}
+
+
+class GraphEvalError(RuntimeError):
+    """A value failed to compute; names the value and its expression."""
+
+    def __init__(self, value: str, source: str, cause: BaseException):
+        self.value, self.source, self.cause = value, source, cause
+        super().__init__(f"graph.{value} = {source}: {type(cause).__name__}: {cause}")
+
+
+@dataclass
+class _Cached:
+    value: Any
+    versions: tuple  # versions of the components it depends on, when computed
+    grad_token: object | None  # the phase run whose autograd graph it belongs to
+
+
+def detach_value(value: Any) -> Any:
+    """A copy of ``value`` cut from autograd, or None when that cannot be done generically."""
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if isinstance(value, dict):
+        out = {k: detach_value(v) for k, v in value.items()}
+        return None if any(v is None and value[k] is not None for k, v in out.items()) else out
+    if isinstance(value, (list, tuple)):
+        items = [detach_value(v) for v in value]
+        return None if any(i is None and v is not None for i, v in zip(items, value)) else type(value)(items)
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        return value
+    return None  # distributions and other objects: recompute instead
+
+
+class Executor:
+    def __init__(self, graph: ModelGraph, modules: nn.ModuleDict, schedules: dict[str, Callable[[int], float]],
+                 device: torch.device):
+        self.graph = graph
+        self.modules = modules
+        self.schedules = schedules
+        self.device = device
+        self.versions = {name: 0 for name in modules.keys()}
+        self.batch: dict[str, Any] = {}
+        self.step = 0
+        self._cache: dict[str, _Cached] = {}
+        self._params = {name: [p for p in m.parameters()] for name, m in modules.items()}
+        self.computed: list[str] = []  # values computed (not reused) since the last begin(); for tests and debugging
+
+    # ---- step bookkeeping -------------------------------------------------
+    def begin(self, batch: dict[str, Any], step: int) -> None:
+        """A new batch: forget every cached value."""
+        self.batch = batch
+        self.step = step
+        self._cache.clear()
+        self.computed = []
+
+    def mark_updated(self, components) -> None:
+        for c in components:
+            self.versions[c] += 1
+
+    def _version_key(self, value: str) -> tuple:
+        return tuple(self.versions[c] for c in sorted(self.graph.component_deps.get(value, ())))
+
+    def set_trainable(self, components) -> None:
+        """Parameters of ``components`` require grad; every other component's do not."""
+        wanted = set(components)
+        for name, params in self._params.items():
+            flag = name in wanted
+            for p in params:
+                p.requires_grad_(flag)
+
+    def trainable_all(self) -> None:
+        for params in self._params.values():
+            for p in params:
+                p.requires_grad_(True)
+
+    # ---- evaluation --------------------------------------------------------
+    def evaluate(self, names, *, updated=frozenset(), token: object | None = None,
+                 overrides: dict[str, Any] | None = None, use_cache: bool = True) -> dict[str, Any]:
+        """Compute graph values. ``updated`` are the components the current phase trains."""
+        ctx = _Context(self, frozenset(updated), token, overrides or {}, use_cache)
+        return {n: ctx.value(n) for n in names}
+
+
+class _Context:
+    def __init__(self, ex: Executor, updated: frozenset, token, overrides: dict, use_cache: bool):
+        self.ex, self.updated, self.token, self.overrides, self.use_cache = ex, updated, token, overrides, use_cache
+        self.local: dict[str, Any] = {}
+
+    def value(self, name: str) -> Any:
+        if name in self.overrides:
+            return self.overrides[name]
+        if name in self.local:
+            return self.local[name]
+        ex = self.ex
+        if name in ex.graph.data_fields:
+            if name not in ex.batch:
+                raise KeyError(f"data field '{name}' is needed but not in the batch (fields: {sorted(ex.batch)})")
+            return ex.batch[name]
+        needs_grad = bool(ex.graph.component_deps.get(name, frozenset()) & self.updated) and torch.is_grad_enabled()
+        cacheable = self.use_cache and not self.overrides
+        if cacheable and name in ex._cache:
+            hit = ex._cache[name]
+            if hit.versions == ex._version_key(name):
+                if needs_grad and hit.grad_token is self.token and self.token is not None:
+                    return hit.value
+                if not needs_grad:
+                    cut = detach_value(hit.value) if hit.grad_token is not None else hit.value
+                    if cut is not None:
+                        return cut
+        with torch.set_grad_enabled(needs_grad):
+            try:
+                result = self.eval(ex.graph.values[name])
+            except GraphEvalError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - re-raised with the value's name and expression
+                raise GraphEvalError(name, ex.graph.sources.get(name, "?"), exc) from exc
+        ex.computed.append(name)
+        if cacheable:
+            ex._cache[name] = _Cached(result, ex._version_key(name), self.token if needs_grad else None)
+        else:
+            self.local[name] = result
+        return result
+
+    def eval(self, node) -> Any:
+        if isinstance(node, Ref):
+            if node.kind in ("value", "data"):
+                return self.value(node.name)
+            if node.kind == "component":
+                return self.ex.modules[node.name]
+            if node.kind == "schedule":
+                return float(self.ex.schedules[node.name](self.ex.step))
+            if node.kind == "builtin":
+                return self.ex.step
+        if isinstance(node, E.Const):
+            return node.value
+        if isinstance(node, E.Seq):
+            return [self.eval(i) for i in node.items]
+        if isinstance(node, ComponentCall):
+            module = self.ex.modules[node.component]
+            fn = module if node.method is None else getattr(module, node.method)
+            return fn(*[self.eval(a) for a in node.args], **{k: self.eval(v) for k, v in node.kwargs})
+        if isinstance(node, OpCall):
+            return node.fn(*[self.eval(a) for a in node.args], **{k: self.eval(v) for k, v in node.kwargs})
+        if isinstance(node, MethodCall):
+            target = self.eval(node.target)
+            return getattr(target, node.method)(*[self.eval(a) for a in node.args],
+                                                **{k: self.eval(v) for k, v in node.kwargs})
+        if isinstance(node, E.Attr):
+            target = self.eval(node.target)
+            if isinstance(target, dict):
+                if node.attr not in target:
+                    raise KeyError(f"no output named '{node.attr}'; outputs are {sorted(target)}")
+                return target[node.attr]
+            return getattr(target, node.attr)
+        if isinstance(node, E.BinOp):
+            return _BINOPS[node.op](self.eval(node.left), self.eval(node.right))
+        if isinstance(node, E.Neg):
+            return -self.eval(node.operand)
+        raise TypeError(f"cannot evaluate {node!r}")

@@ -1,0 +1,110 @@
+"""Spec problems: each names the file, the line, the key path and, where it can, the fix."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Iterable, Sequence
+
+Path = tuple  # a key path into the spec, e.g. ("components", "encoder", "type") or ("phases", 0, "update")
+
+
+def format_path(path: Sequence) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+@dataclass(frozen=True)
+class Problem:
+    message: str
+    path: Path = ()
+    file: str | None = None
+    line: int | None = None
+    hint: str | None = None
+    severity: str = "error"  # or "warning"
+
+    def render(self, *, with_file: bool = False) -> str:
+        where = f"line {self.line:<3}" if self.line else "        "
+        if with_file and self.file:
+            where = f"{self.file}:{self.line}" if self.line else self.file
+        text = f"{where} {format_path(self.path)}: {self.message}"
+        if self.hint:
+            text += f" — {self.hint}"
+        if self.severity == "warning":
+            text = "warning: " + text
+        return text
+
+
+class SpecError(Exception):
+    """One or more problems in a spec; ``str()`` lists all of them at once."""
+
+    exit_code = 2
+
+    def __init__(self, problems: Iterable[Problem], file: str | None = None):
+        self.problems = [p for p in problems]
+        self.file = file
+        super().__init__(self.render())
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    def render(self) -> str:
+        errors = self.errors
+        files = {p.file for p in self.problems if p.file}
+        several_files = len(files) > 1 or (files and self.file not in files)
+        head = f"{self.file or 'spec'}: {len(errors)} problem{'s' if len(errors) != 1 else ''}"
+        lines = [head] + ["  " + p.render(with_file=bool(several_files)) for p in self.problems]
+        return "\n".join(lines)
+
+
+def did_you_mean_hint(name: str, candidates: Iterable[str]) -> str | None:
+    from ..plugins.registry import did_you_mean
+
+    match = did_you_mean(name, candidates)
+    return f"did you mean '{match}'?" if match else None
+
+
+class SourceMap:
+    """Where each key path of a (possibly composed) spec was written: path -> (file, line)."""
+
+    def __init__(self, entries: dict | None = None):
+        self.entries: dict[tuple, tuple[str, int]] = dict(entries or {})
+
+    def locate(self, path: Sequence) -> tuple[str | None, int | None]:
+        path = tuple(path)
+        while path:
+            if path in self.entries:
+                return self.entries[path]
+            path = path[:-1]
+        return self.entries.get((), (None, None))
+
+    def problem(self, message: str, path: Sequence = (), **kw) -> Problem:
+        file, line = self.locate(path)
+        return Problem(message, tuple(path), file=file, line=line, **kw)
+
+    def with_prefix(self, prefix: tuple) -> "SourceMap":
+        return SourceMap({prefix + k: v for k, v in self.entries.items()})
+
+    def update(self, other: "SourceMap", under: tuple = ()) -> None:
+        for k, v in other.entries.items():
+            self.entries[under + k] = v
+
+    def drop(self, prefix: tuple) -> None:
+        n = len(prefix)
+        for k in [k for k in self.entries if k[:n] == prefix]:
+            del self.entries[k]
+
+
+def locate_problems(problems: Iterable[Problem], source: SourceMap) -> list[Problem]:
+    """Fill in file and line for problems that only know their key path."""
+    out = []
+    for p in problems:
+        if p.line is None:
+            file, line = source.locate(p.path)
+            p = replace(p, file=p.file or file, line=line)
+        out.append(p)
+    return out

@@ -1,0 +1,199 @@
+"""Load a spec file: compose, apply overrides, validate the structure and every plugin entry."""
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from pydantic import BaseModel, ValidationError
+
+from ..plugins.registry import Registry, did_you_mean
+from .compose import apply_overrides, load_composed
+from .errors import Problem, SourceMap, SpecError
+from .schema import LOADER_KEYS, Spec
+from .yaml_io import YAML11_BOOLEANS
+
+
+@dataclass
+class LoadedSpec:
+    """A validated spec with the plugin settings of each entry validated by its own model."""
+
+    path: str
+    raw: dict
+    source: SourceMap
+    spec: Spec
+    params: dict[tuple, BaseModel] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)  # errors and warnings found after parsing
+
+    def raise_if_errors(self) -> None:
+        if any(p.severity == "error" for p in self.problems):
+            raise SpecError(sorted(self.problems, key=lambda p: (p.file or "", p.line or 0)), file=self.path)
+
+    def component_params(self, name: str) -> BaseModel:
+        return self.params[("components", name)]
+
+    def resolved(self) -> dict:
+        """The spec with every default filled in: what a run directory records as spec.yaml."""
+        out = self.spec.model_dump(mode="json")
+        for (section, *rest), params in self.params.items():
+            settings = params.model_dump(mode="json")
+            if section in ("components", "schedules"):
+                out[section][rest[0]] = {"type": out[section][rest[0]]["type"], **settings}
+            elif section == "phases":
+                out["phases"][rest[0]]["optimizer"] = {"type": out["phases"][rest[0]]["optimizer"]["type"], **settings}
+            elif section == "data":
+                out["data"] = {k: out["data"][k] for k in LOADER_KEYS} | settings
+        return out
+
+
+def _unwrap(annotation: Any) -> list:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or str(origin) == "types.UnionType":
+        return [a for arg in typing.get_args(annotation) for a in _unwrap(arg)]
+    return [annotation]
+
+
+def fields_at(model: type[BaseModel], loc: Sequence) -> list[str]:
+    """The field names valid at ``loc`` inside ``model`` (for did-you-mean on unknown keys)."""
+    candidates: list = [model]
+    for part in loc:
+        nxt = []
+        for ann in candidates:
+            for a in _unwrap(ann):
+                origin, args = typing.get_origin(a), typing.get_args(a)
+                if isinstance(a, type) and issubclass(a, BaseModel) and isinstance(part, str) and part in a.model_fields:
+                    nxt.append(a.model_fields[part].annotation)
+                elif origin in (list, tuple) and isinstance(part, int) and args:
+                    nxt.append(args[0])
+                elif origin is dict and args:
+                    nxt.append(args[1])
+        candidates = nxt
+    names = []
+    for ann in candidates:
+        for a in _unwrap(ann):
+            if isinstance(a, type) and issubclass(a, BaseModel):
+                names += list(a.model_fields)
+    return names
+
+
+def pydantic_problems(exc: ValidationError, model: type[BaseModel], prefix: tuple, source: SourceMap) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in ("function-after",))))
+        path = prefix + loc
+        msg, hint = err["msg"], None
+        if err["type"] == "extra_forbidden":
+            key = str(loc[-1]) if loc else ""
+            allowed = fields_at(model, loc[:-1])
+            match = did_you_mean(key, allowed)
+            msg = f"unknown setting '{key}'"
+            hint = f"did you mean '{match}'?" if match else (f"allowed: {', '.join(allowed)}" if allowed else None)
+        elif err["type"] == "missing":
+            msg = "required setting is missing"
+        elif isinstance(err.get("input"), str) and err["input"].lower() in YAML11_BOOLEANS and "bool" in err["type"]:
+            hint = "write true or false (YAML 1.2 reads yes/no/on/off as strings)"
+        elif isinstance(err.get("input"), str) and err["type"].startswith(("float", "int")):
+            hint = "write a number without quotes"
+        problems.append(source.problem(msg, path, hint=hint))
+    return problems
+
+
+def _validate_entry(registry: Registry, kind: str, label: str, type_name: str, settings: dict, path: tuple,
+                    source: SourceMap, params: dict, key: tuple, problems: list, type_path: tuple | None = None):
+    entry = registry.get(kind, type_name) if kind != "component" else (
+        registry.get("component", type_name))
+    if entry is None:
+        match = did_you_mean(type_name, registry.names(kind))
+        hint = f"did you mean '{match}'?" if match else None
+        see = f"see `lvmgraph plugins --kind {kind}`"
+        problems.append(source.problem(f"unknown {label} '{type_name}'", type_path or path + ("type",),
+                                       hint=f"{hint} ({see})" if hint else see))
+        return None
+    model = entry.params
+    if model is None:
+        if settings:
+            problems.append(source.problem(f"{label} '{type_name}' takes no settings", path))
+        return entry
+    try:
+        params[key] = model.model_validate(settings)
+    except ValidationError as exc:
+        problems.extend(pydantic_problems(exc, model, path, source))
+    return entry
+
+
+def _registry_problems(raw: dict, registry: Registry, source: SourceMap, params: dict) -> list[Problem]:
+    """Check every plugin-typed entry against its registered parameter model (works on the raw dict,
+    so these problems are reported even when the file has structural errors too)."""
+    problems: list[Problem] = []
+
+    def typed(section_items, kind, label, prefix):
+        for name, entry in section_items:
+            if isinstance(entry, dict) and isinstance(entry.get("type"), str):
+                settings = {k: v for k, v in entry.items() if k != "type"}
+                _validate_entry(registry, kind, label, entry["type"], settings, prefix + (name,),
+                                source, params, (prefix[0], name), problems)
+
+    for section, kind in (("components", "component"), ("schedules", "schedule")):
+        if isinstance(raw.get(section), dict):
+            typed(raw[section].items(), kind, kind, (section,))
+    for i, phase in enumerate(raw.get("phases") or [] if isinstance(raw.get("phases"), list) else []):
+        opt = phase.get("optimizer", {"type": "adam"}) if isinstance(phase, dict) else None
+        if isinstance(opt, dict) and isinstance(opt.get("type", "adam"), str):
+            settings = {k: v for k, v in opt.items() if k != "type"}
+            _validate_entry(registry, "optimizer", "optimizer", opt.get("type", "adam"), settings,
+                            ("phases", i, "optimizer"), source, params, ("phases", i), problems)
+    data = raw.get("data", {})
+    if isinstance(data, dict) and isinstance(data.get("dataset", "digits"), str):
+        settings = {k: v for k, v in data.items() if k not in LOADER_KEYS}
+        _validate_entry(registry, "dataset", "dataset", data.get("dataset", "digits"), settings, ("data",),
+                        source, params, ("data",), problems, type_path=("data", "dataset"))
+    metrics = (raw.get("eval") or {}).get("metrics") if isinstance(raw.get("eval"), dict) else None
+    for i, item in enumerate(metrics or [] if isinstance(metrics, list) else []):
+        if isinstance(item, str):
+            name, settings = item, {}
+        elif isinstance(item, dict) and len(item) == 1:
+            (name, settings), = item.items()
+            settings = settings or {}
+        else:
+            continue
+        if isinstance(settings, dict):
+            _validate_entry(registry, "metric", "metric", str(name), settings, ("eval", "metrics", i, name),
+                            source, params, ("eval", str(name)), problems, type_path=("eval", "metrics", i))
+    return problems
+
+
+def validate_raw(raw: dict, source: SourceMap, registry: Registry, path: str) -> LoadedSpec:
+    """Structure and plugin settings. Raises SpecError when the structure itself is invalid;
+    otherwise returns the LoadedSpec with any plugin-entry problems in ``problems``."""
+    params: dict[tuple, BaseModel] = {}
+    problems = _registry_problems(raw, registry, source, params)
+    try:
+        spec = Spec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(pydantic_problems(exc, Spec, (), source) + problems, file=path) from None
+    return LoadedSpec(path=path, raw=raw, source=source, spec=spec, params=params, problems=problems)
+
+
+def load_spec(path: str | Path, overrides: Sequence[str] = (), registry: Registry | None = None) -> LoadedSpec:
+    """Read, compose and validate a spec; raises SpecError listing every problem found."""
+    if registry is None:
+        from ..plugins import get_registry
+        registry = get_registry()
+
+    def template(name: str):
+        entry = registry.get("spec", name)
+        return Path(entry.factory) if entry else None
+
+    raw, source = load_composed(path, template)
+    if overrides:
+        raw = apply_overrides(raw, source, overrides)
+    return validate_raw(raw, source, registry, str(path))
+
+
+def load_spec_dict(raw: dict, registry: Registry | None = None, path: str = "<dict>") -> LoadedSpec:
+    """Validate an in-memory spec (Python API, tests)."""
+    if registry is None:
+        from ..plugins import get_registry
+        registry = get_registry()
+    return validate_raw(raw, SourceMap({(): (path, None)}), registry, path)

@@ -1,0 +1,139 @@
+"""The spec file's structure as pydantic models. Unknown keys are errors everywhere.
+
+Entries that name a plugin type (components, schedules, optimizers, the dataset, metrics)
+keep their settings as extras here; each is validated against the parameter model its
+plugin registered (see ``lvmgraph.spec.resolve``), so errors point into the same file.
+"""
+from __future__ import annotations
+
+from typing import Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Number = Union[float, int]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Typed(BaseModel):
+    """``{type: name, **settings}``: the settings belong to the plugin that registered ``name``."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+
+    @property
+    def settings(self) -> dict:
+        return dict(self.model_extra or {})
+
+
+# Keys of ``data:`` that the framework's loader uses; everything else goes to the dataset plugin.
+LOADER_KEYS = ("dataset", "batch_size", "eval_batch_size", "shuffle", "drop_last")
+
+
+class DataSpec(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    dataset: str = Field("digits", description="registered dataset name")
+    batch_size: int = Field(64, gt=0, description="training batch size")
+    eval_batch_size: int = Field(500, gt=0, description="batch size for evaluation and sampling")
+    shuffle: bool = Field(True, description="reshuffle the training set every epoch")
+    drop_last: bool = Field(True, description="skip the last incomplete batch of an epoch")
+
+    @property
+    def settings(self) -> dict:
+        return dict(self.model_extra or {})
+
+
+class PhaseSpec(Strict):
+    name: str | None = Field(None, description="label used in logs; defaults to the minimised value")
+    minimize: Union[str, dict[str, Union[Number, str]]] = Field(
+        description="a graph value, or a weighted sum {value: weight} where a weight is a number or a schedule name")
+    update: list[str] = Field(min_length=1, description="components whose parameters this phase's optimizer steps")
+    optimizer: Typed = Field(default_factory=lambda: Typed(type="adam"), description="{type: adam, lr: ...}")
+    every: int = Field(1, ge=1, description="run this phase only on steps divisible by `every`")
+    repeat: int = Field(1, ge=1, description="run it this many times per step, each on a fresh batch (n_critic)")
+    lr_schedule: str | None = Field(None, description="a schedule name that multiplies the learning rate")
+    clip_grad_norm: float | None = Field(None, gt=0, description="clip the global gradient norm of the updated components")
+
+    @property
+    def terms(self) -> dict[str, Union[Number, str]]:
+        return {self.minimize: 1.0} if isinstance(self.minimize, str) else dict(self.minimize)
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        return self.minimize if isinstance(self.minimize, str) else "+".join(self.minimize)
+
+
+class SampleSpec(Strict):
+    set: dict[str, str] = Field(default_factory=dict,
+                                description="graph values replaced by draws from a prior component: {z: prior}")
+    output: str = Field(description="the graph value that is the generated data")
+    n: int = Field(64, gt=0, description="how many samples the grids written during training show")
+
+
+class TrainSpec(Strict):
+    steps: int = Field(1000, ge=0, description="total optimisation steps")
+    log_every: int = Field(100, gt=0, description="write metrics.jsonl every N steps (means over the interval)")
+    checkpoint_every: int = Field(1000, gt=0, description="save a checkpoint every N steps (and at the end)")
+    sample_every: int | None = Field(None, gt=0, description="write a sample grid every N steps (default: checkpoint_every)")
+    keep_checkpoints: int = Field(3, ge=1, description="how many recent checkpoints to keep")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when available, else CPU")
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast precision for the forward passes")
+    threads: int | None = Field(None, gt=0, description="torch CPU threads (fix it for bit-exact resume across machines)")
+    progress: bool = Field(True, description="show a progress bar")
+
+
+class EvalSpec(Strict):
+    metrics: list[Union[str, dict[str, dict]]] = Field(
+        default_factory=list, description="metric names, or {name: {settings}}")
+    samples: int = Field(64, gt=0, description="samples in the evaluation grid")
+
+    @field_validator("metrics")
+    @classmethod
+    def _one_key_each(cls, value):
+        for item in value:
+            if isinstance(item, dict) and len(item) != 1:
+                raise ValueError("write each metric as a name or as {name: {settings}} with exactly one key")
+        return value
+
+    def items(self) -> list[tuple[str, dict]]:
+        out = []
+        for item in self.metrics:
+            if isinstance(item, str):
+                out.append((item, {}))
+            else:
+                (name, settings), = item.items()
+                out.append((name, dict(settings or {})))
+        return out
+
+
+class Spec(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="run name (used for run directories)")
+    description: str = ""
+    seed: int = Field(0, ge=0)
+    data: DataSpec = Field(default_factory=DataSpec)
+    components: dict[str, Typed] = Field(description="named components: {name: {type: ..., settings}}")
+    schedules: dict[str, Typed] = Field(default_factory=dict, description="named schedules: {name: {type: ..., settings}}")
+    graph: dict[str, str] = Field(description="named values: {name: expression}")
+    phases: list[PhaseSpec] = Field(min_length=1)
+    sample: SampleSpec | None = None
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+
+    @field_validator("graph", mode="before")
+    @classmethod
+    def _numbers_are_expressions(cls, value):
+        if isinstance(value, dict):
+            return {k: (str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
+                    for k, v in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _names_unique(self):
+        clashes = set(self.components) & set(self.graph) | set(self.schedules) & (set(self.graph) | set(self.components))
+        if clashes:
+            raise ValueError(f"names used twice across components, schedules and graph: {sorted(clashes)}")
+        return self

@@ -1,0 +1,64 @@
+"""Loss accumulation between log steps, and the writers (metrics.jsonl, TensorBoard)."""
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+
+class LossMeter:
+    """Sums detached loss values per name; ``flush`` returns the means since the last flush.
+
+    Values stay tensors until a flush, so logging costs one device sync per log step.
+    """
+
+    def __init__(self):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, name: str, value: torch.Tensor) -> None:
+        v = value.detach().float()
+        self.sums[name] = self.sums[name] + v if name in self.sums else v.clone()
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+    def flush(self) -> dict[str, float]:
+        out = {k: float(self.sums[k].cpu()) / self.counts[k] for k in self.sums}
+        self.sums.clear()
+        self.counts.clear()
+        return out
+
+    def state_dict(self) -> dict:
+        return {"sums": {k: v.cpu() for k, v in self.sums.items()}, "counts": dict(self.counts)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sums = {k: v.clone() for k, v in state["sums"].items()}
+        self.counts = dict(state["counts"])
+
+
+class TensorBoardWriter:
+    """Scalars and images to TensorBoard event files; a no-op (with one warning) without tensorboard."""
+
+    def __init__(self, logdir):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except Exception as exc:  # noqa: BLE001 - tensorboard is optional at run time
+            warnings.warn(f"TensorBoard events are not written: {exc}", stacklevel=2)
+            self.writer = None
+            return
+        self.writer = SummaryWriter(log_dir=str(logdir))
+
+    def scalars(self, row: dict, step: int) -> None:
+        if self.writer is None:
+            return
+        for k, v in row.items():
+            if k != "step" and isinstance(v, (int, float)):
+                self.writer.add_scalar(k, v, step)
+
+    def image(self, tag: str, grid: torch.Tensor, step: int) -> None:
+        if self.writer is not None:
+            self.writer.add_image(tag, grid, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+            self.writer.close()

@@ -1,0 +1,105 @@
+"""The run directory: resolved spec, metrics, TensorBoard events, samples, checkpoints, evaluation."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ..spec.yaml_io import dump_yaml
+
+
+class RunDirError(RuntimeError):
+    pass
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    # layout
+    @property
+    def spec_file(self) -> Path:
+        return self.path / "spec.yaml"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def samples(self) -> Path:
+        return self.path / "samples"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / "tensorboard"
+
+    @property
+    def eval_file(self) -> Path:
+        return self.path / "eval.json"
+
+    @classmethod
+    def create(cls, name: str, out: str | Path | None = None, root: str | Path = "runs") -> "RunDir":
+        """A new, empty run directory; never reuses a directory that holds files."""
+        if out is not None:
+            path = Path(out)
+            if path.exists() and any(path.iterdir()):
+                raise RunDirError(f"{path} already holds files; choose another --out, "
+                                  f"or continue that run with `lvmgraph resume {path}`")
+        else:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            path = Path(root) / f"{name}-{stamp}"
+            i = 1
+            while path.exists():
+                path = Path(root) / f"{name}-{stamp}-{i}"
+                i += 1
+        path.mkdir(parents=True, exist_ok=True)
+        run = cls(path)
+        run.samples.mkdir(exist_ok=True)
+        run.checkpoints.mkdir(exist_ok=True)
+        return run
+
+    @classmethod
+    def open(cls, path: str | Path) -> "RunDir":
+        run = cls(path)
+        if not run.spec_file.exists():
+            raise RunDirError(f"{path} is not an lvmgraph run directory (no spec.yaml)")
+        return run
+
+    def write_spec(self, resolved: dict, source: str) -> None:
+        dump_yaml(resolved, self.spec_file,
+                  header=f"Resolved spec (every default filled in), written by lvmgraph from {source}.\n"
+                         f"Continue with: lvmgraph resume {self.path}")
+
+    def write_json(self, name: str, data: dict) -> Path:
+        path = self.path / name
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2, default=float))
+        tmp.replace(path)
+        return path
+
+    def append_metrics(self, row: dict) -> None:
+        with open(self.metrics_file, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics_file.exists():
+            return []
+        rows = []
+        for line in self.metrics_file.read_text().splitlines():
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:
+                    break  # a torn last line from a crash
+        return rows
+
+    def truncate_metrics(self, after_step: int) -> None:
+        """Drop rows logged after the checkpoint a resumed run starts from."""
+        rows = [r for r in self.read_metrics() if r.get("step", 0) <= after_step]
+        tmp = self.metrics_file.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        tmp.replace(self.metrics_file)

@@ -1,0 +1,225 @@
+"""The training loop: for every step, for every phase, minimise its weighted losses.
+
+    for step:                      one batch per step (each extra `repeat` draws a fresh one)
+        for phase in phases:       skipped unless step % every == 0
+            loss = sum(weight * term)  over the sub-graph the terms need
+            backward; clip; optimizer step on the phase's components only
+"""
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from typing import Callable
+
+import torch
+
+from ..data.loader import IndexBatcher
+from ..experiment import Experiment
+from ..spec.errors import SpecError
+from .checkpoint import save_checkpoint
+from .logging import LossMeter, TensorBoardWriter
+from .rundir import RunDir
+
+
+class NonFiniteLoss(FloatingPointError):
+    """A loss became NaN or infinite; raised before the optimizer step, so no parameter is touched."""
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    version, _, gauss = random.getstate()
+    random.setstate((version, tuple(int(x) for x in state["python"]), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    def __init__(self, exp: Experiment, run: RunDir | None = None, *, progress: bool | None = None,
+                 callbacks: tuple[Callable, ...] = ()):
+        self.exp = exp
+        self.run = run
+        self.spec = exp.spec
+        self.train_cfg = exp.spec.train
+        self.progress = self.train_cfg.progress if progress is None else progress
+        self.callbacks = list(callbacks)
+        if self.train_cfg.threads:
+            torch.set_num_threads(self.train_cfg.threads)
+        self.executor = exp.executor()
+        self.optimizers = [self._make_optimizer(i, phase) for i, phase in enumerate(self.spec.phases)]
+        self.base_lrs = [[g["lr"] for g in opt.param_groups] for opt in self.optimizers]
+        precision = self.train_cfg.precision
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        self.scalers = [torch.amp.GradScaler(exp.device.type) if precision == "fp16" else None
+                        for _ in self.optimizers]
+        data = self.spec.data
+        self.loader = IndexBatcher(exp.data.train, batch_size=data.batch_size, device=exp.device,
+                                   seed=self.spec.seed, shuffle=data.shuffle, drop_last=data.drop_last)
+        self.meter = LossMeter()
+        self.step = 0
+        self.tb: TensorBoardWriter | None = None
+        self.last_losses: dict[str, float] = {}
+
+    # ---- construction ------------------------------------------------------
+    def _make_optimizer(self, i: int, phase) -> torch.optim.Optimizer:
+        params = [p for c in phase.update for p in self.exp.modules[c].parameters()]
+        if not params:
+            raise SpecError([self.exp.loaded.source.problem(
+                f"the components {phase.update} have no trainable parameters", ("phases", i, "update"))],
+                file=self.exp.loaded.path)
+        entry = self.exp.registry.get("optimizer", phase.optimizer.type)
+        settings = self.exp.loaded.params.get(("phases", i))
+        return entry.factory(params, **(dict(settings) if settings is not None else {}))
+
+    # ---- state ---------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "components": self.exp.modules.state_dict(),
+            "optimizers": [o.state_dict() for o in self.optimizers],
+            "scalers": [s.state_dict() if s is not None else {} for s in self.scalers],
+            "rng": rng_state(),
+            "data": self.loader.state_dict(),
+            "meter": self.meter.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = int(state["step"])
+        self.exp.modules.load_state_dict(state["components"])
+        if len(state["optimizers"]) != len(self.optimizers):
+            raise ValueError(f"checkpoint has {len(state['optimizers'])} phases' optimizers, "
+                             f"the spec has {len(self.optimizers)} phases")
+        for opt, s in zip(self.optimizers, state["optimizers"]):
+            opt.load_state_dict(s)
+        for scaler, s in zip(self.scalers, state.get("scalers", [])):
+            if scaler is not None and s:
+                scaler.load_state_dict(s)
+        self.loader.load_state_dict(state["data"])
+        self.meter.load_state_dict(state["meter"])
+        set_rng_state(state["rng"])
+
+    def save(self) -> None:
+        if self.run is not None:
+            save_checkpoint(self.run.checkpoints, self.step, self.state_dict(), keep=self.train_cfg.keep_checkpoints)
+
+    # ---- one step ----------------------------------------------------------
+    def _weight(self, w) -> float:
+        return float(self.exp.schedules[w](self.executor.step)) if isinstance(w, str) else float(w)
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.exp.device.type, dtype=self.autocast_dtype)
+
+    def run_phase(self, i: int, phase) -> torch.Tensor:
+        ex, opt, scaler = self.executor, self.optimizers[i], self.scalers[i]
+        ex.set_trainable(phase.update)
+        opt.zero_grad(set_to_none=True)
+        terms = phase.terms
+        with self._autocast():
+            values = ex.evaluate(list(terms), updated=frozenset(phase.update), token=object())
+        loss = sum(self._weight(w) * values[t].float() for t, w in terms.items())
+        if not torch.isfinite(loss):
+            bad = {t: float(values[t].detach()) for t in terms}
+            raise NonFiniteLoss(f"step {ex.step}, phase '{phase.label}': loss is not finite ({bad}); "
+                                "no parameters were updated at this step")
+        if scaler is not None:
+            scaler.scale(loss).backward()
+        else:
+            loss.backward()
+        if phase.lr_schedule:
+            factor = float(self.exp.schedules[phase.lr_schedule](ex.step))
+            for group, base in zip(opt.param_groups, self.base_lrs[i]):
+                group["lr"] = base * factor
+        if phase.clip_grad_norm:
+            if scaler is not None:
+                scaler.unscale_(opt)
+            params = [p for g in opt.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, phase.clip_grad_norm)
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+        ex.mark_updated(phase.update)
+        for t in terms:
+            self.meter.add(t, values[t])
+        if len(terms) > 1:
+            self.meter.add(phase.label, loss)
+        return loss
+
+    def train_step(self) -> None:
+        step = self.step
+        self.executor.begin(self.loader.next(), step)
+        for i, phase in enumerate(self.spec.phases):
+            if step % phase.every:
+                continue
+            for r in range(phase.repeat):
+                if r > 0:  # each extra critic iteration sees a fresh batch, as in WGAN
+                    self.executor.begin(self.loader.next(), step)
+                self.run_phase(i, phase)
+        self.step = step + 1
+
+    # ---- the loop ------------------------------------------------------------
+    def fit(self, steps: int | None = None) -> None:
+        total = self.train_cfg.steps if steps is None else steps
+        cfg = self.train_cfg
+        sample_every = cfg.sample_every or cfg.checkpoint_every
+        if self.run is not None and self.tb is None:
+            self.tb = TensorBoardWriter(self.run.tensorboard)
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=total, initial=self.step, desc=self.spec.name, unit="step", dynamic_ncols=True)
+        self.exp.modules.train()
+        started = time.perf_counter()
+        saved_at = None
+        try:
+            while self.step < total:
+                self.train_step()
+                if bar is not None:
+                    bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == total:
+                    self._log(time.perf_counter() - started, bar)
+                if self.run is not None and (self.step % sample_every == 0 or self.step == total):
+                    self._write_samples()
+                if self.step % cfg.checkpoint_every == 0 or self.step == total:
+                    self.save()
+                    saved_at = self.step
+                for cb in self.callbacks:
+                    cb(self)
+            if saved_at != self.step and self.run is not None:
+                self.save()  # resuming at the end (steps unchanged) still leaves a checkpoint
+        finally:
+            self.executor.trainable_all()
+            if bar is not None:
+                bar.close()
+            if self.tb is not None:
+                self.tb.close()
+                self.tb = None
+
+    def _log(self, elapsed: float, bar) -> None:
+        values = self.meter.flush()
+        if not values:
+            return
+        self.last_losses = values
+        row = {"step": self.step, **values}
+        if self.run is not None:
+            self.run.append_metrics(row)
+            if self.tb is not None:
+                self.tb.scalars(values, self.step)
+        if bar is not None:
+            bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
+
+    def _write_samples(self) -> None:
+        from ..eval.artifacts import write_sample_grid
+        path = write_sample_grid(self.exp, self.run, self.step)
+        if path is not None and self.tb is not None:
+            pass  # the PNG is the record; TensorBoard gets scalars only, keeping event files small
