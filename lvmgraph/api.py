@@ -35,6 +35,8 @@ def validate(path: str | Path, overrides: Sequence[str] = (), *, device: str | N
 def train(path: str | Path, *, out: str | Path | None = None, overrides: Sequence[str] = (),
           progress: bool | None = None, evaluate: bool = True, callbacks=(), device: str | None = None) -> RunDir:
     """Train a spec into a new run directory and return it."""
+    if out is not None:
+        RunDir.check_new(out)  # refuse before spending time on data and a dry run
     loaded = load_spec(path, overrides)
     exp = prepare(loaded, device=device)
     run = RunDir.create(loaded.spec.name, out)
@@ -59,7 +61,8 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
         raise CheckpointError(f"{run.checkpoints}: no complete checkpoint to resume from")
     trainer = Trainer(exp, run, progress=progress, callbacks=tuple(callbacks))
     trainer.load_state_dict(load_checkpoint(ckpt, map_location=exp.device))
-    run.truncate_metrics(trainer.step)
+    # a non-empty meter means the row at the checkpoint's step (if any) was an off-schedule last row
+    run.truncate_metrics(trainer.step, keep_at_step=not trainer.meter.counts)
     if overrides:
         run.write_spec(loaded.resolved(), f"{run.spec_file} with --set {' '.join(overrides)}")
     trainer.fit()

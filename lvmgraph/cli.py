@@ -76,6 +76,9 @@ def main(argv=None) -> int:
     except (RunDirError, CheckpointError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_SPEC
+    except BrokenPipeError:  # `lvmgraph plugins --json | head`
+        sys.stderr.close()
+        return EXIT_OK
     except KeyboardInterrupt:
         print("interrupted; the newest checkpoint is intact — continue with `lvmgraph resume RUN`", file=sys.stderr)
         return 130
@@ -124,7 +127,7 @@ def cmd_sample(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".png":
         from .eval.images import save_image_grid
-        save_image_grid(samples, out, value_range=tuple(run.experiment.data.info.get("value_range", (0, 1))))
+        save_image_grid(samples, out, value_range=tuple(run.experiment.data.info.get("value_range", (0, 1))), min_tile=32)
     else:
         np.savez_compressed(out, samples=samples.numpy())
     print(f"wrote {args.n} samples of shape {tuple(samples.shape[1:])} to {out} (checkpoint step {run.step})")
@@ -154,12 +157,11 @@ def cmd_validate(args) -> int:
         try:
             loaded = load_spec(path, args.overrides)
             if args.no_dry_run:
-                loaded.raise_if_errors()
                 from .graph.compile import compile_graph
                 from .plugins import get_registry
-                _, problems = compile_graph(loaded, get_registry(), ("x", "y"))
-                if any(p.severity == "error" for p in problems):
-                    raise SpecError(problems, file=path)
+                _, problems = compile_graph(loaded, get_registry(), _data_fields(loaded))
+                loaded.problems += problems
+                loaded.raise_if_errors()
                 print(f"{path}: ok (structure only)")
                 continue
             exp = prepare(loaded)
@@ -171,6 +173,13 @@ def cmd_validate(args) -> int:
     return EXIT_SPEC if failed else EXIT_OK
 
 
+def _data_fields(loaded) -> tuple:
+    """The dataset's field names without loading it (a dataset may declare ``fields=`` when registered)."""
+    from .plugins import get_registry
+    entry = get_registry().get("dataset", loaded.spec.data.dataset)
+    return tuple(entry.options.get("fields", ("x", "y"))) if entry else ("x", "y")
+
+
 def cmd_graph(args) -> int:
     from .graph.compile import compile_graph
     from .graph.render import to_dot, to_mermaid
@@ -179,9 +188,7 @@ def cmd_graph(args) -> int:
     from .spec.load import load_spec
     loaded = load_spec(args.spec)
     loaded.raise_if_errors()
-    entry = get_registry().get("dataset", loaded.spec.data.dataset)
-    fields = entry.options.get("fields", ("x", "y")) if entry else ("x", "y")
-    graph, problems = compile_graph(loaded, get_registry(), fields)
+    graph, problems = compile_graph(loaded, get_registry(), _data_fields(loaded))
     if any(p.severity == "error" for p in problems):
         raise SpecError(problems, file=args.spec)
     render = to_mermaid if args.format == "mermaid" else to_dot
@@ -233,12 +240,33 @@ def cmd_plugins(args) -> int:
     return EXIT_OK
 
 
+def _type_name(annotation) -> str:
+    """A readable type for ``plugins --detail``: Literal choices spelled out, Annotated unwrapped,
+    containers with their items (``list[int]``), unions with ``|``."""
+    import types
+    import typing
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin is typing.Annotated:
+        return _type_name(args[0])
+    if origin is typing.Union or origin is types.UnionType:
+        return " | ".join(_type_name(a) for a in args)
+    if annotation is type(None):
+        return "None"
+    if origin is not None and args:
+        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(_type_name(a) for a in args)}]"
+    return getattr(annotation, "__name__", str(annotation)).replace("typing.", "")
+
+
 def _describe(entry) -> dict:
     settings = {}
     if entry.params is not None:
         for name, f in entry.params.model_fields.items():
-            settings[name] = {"type": getattr(f.annotation, "__name__", str(f.annotation)).replace("typing.", ""),
-                              "required": f.is_required(), "default": None if f.is_required() else f.default,
+            required = f.is_required()
+            settings[name] = {"type": _type_name(f.annotation), "required": required,
+                              # get_default also resolves default_factory (f.default is then PydanticUndefined)
+                              "default": None if required else f.get_default(call_default_factory=True),
                               "description": f.description or ""}
     return {"kind": entry.kind, "name": entry.name, "plugin": entry.plugin, "doc": entry.doc, "settings": settings}
 

@@ -31,7 +31,7 @@ def write_sample_grid(exp: Experiment, run, step: int, n: int | None = None) -> 
     path = run.samples / f"step_{step:08d}.png"
     kind = exp.data.info.get("kind", "image" if out.dim() == 4 else "points")
     if kind == "image" and out.dim() == 4:
-        save_image_grid(out, path, value_range=tuple(exp.data.info.get("value_range", (0, 1))))
+        save_image_grid(out, path, value_range=tuple(exp.data.info.get("value_range", (0, 1))), min_tile=32)
     elif out.dim() == 2 and out.shape[1] == 2:
         ref = exp.data.test["x"][:2000] if "x" in exp.data.test else None
         save_points_plot(out, path, reference=ref, title=f"{exp.spec.name}: samples at step {step}")

@@ -54,8 +54,12 @@ def image_grid(images: torch.Tensor, *, nrow: int | None = None, padding: int = 
 
 
 def save_image_grid(images: torch.Tensor, path: str | Path, *, nrow: int | None = None,
-                    value_range: tuple[float, float] = (0.0, 1.0), padding: int = 2) -> Path:
+                    value_range: tuple[float, float] = (0.0, 1.0), padding: int = 2,
+                    min_tile: int = 0) -> Path:
     """images (n c h w), c = 1 or 3 -> a PNG grid at ``path`` (parents created); returns the path.
+
+    Tiles smaller than ``min_tile`` pixels are enlarged by an integer factor (nearest
+    neighbour) so 8x8 digits stay visible.
 
     Values are clamped to ``value_range`` and mapped linearly to 0..255; ``nrow`` images per
     row (default ⌈√n⌉); white separators of ``padding`` pixels. One channel is written as a
@@ -64,6 +68,9 @@ def save_image_grid(images: torch.Tensor, path: str | Path, *, nrow: int | None 
     if images.dim() != 4 or images.shape[1] not in (1, 3) or images.shape[0] == 0:
         raise ValueError(f"save_image_grid expects a non-empty (n c h w) tensor with c = 1 or 3, "
                          f"got shape {tuple(images.shape)}")
+    factor = max(1, -(-min_tile // max(images.shape[-2:])))
+    if factor > 1:
+        images = images.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
     grid = image_grid(to_uint8(images, value_range), nrow=nrow, padding=padding)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

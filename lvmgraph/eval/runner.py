@@ -69,6 +69,7 @@ def evaluate(exp: Experiment, metrics: list[tuple[str, dict]] | None = None, see
                 raise UnknownMetric(f"unknown metric '{name}'" + (f"; did you mean '{match}'?" if match else ""))
             params = entry.params.model_validate(settings or {}) if entry.params else None
             start = time.perf_counter()
+            ctx.generator.manual_seed(seed)  # each metric's draws depend on the seed, not on the metrics before it
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 out = entry.factory(ctx, **(dict(params) if params is not None else {}))

@@ -20,6 +20,7 @@ from . import expr as E
 # Methods of distribution values a graph may call (others are attribute reads).
 DISTRIBUTION_METHODS = {"rsample", "sample", "log_prob", "entropy", "cdf", "icdf", "expand"}
 BUILTIN_NAMES = {"step": "the current training step (an int)"}
+_KIND_LABELS = {"value": "graph value", "data": "data field", "schedule": "schedule", "builtin": "built-in name"}
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,13 @@ class _Resolver:
                     return E.Const(None)
                 entry = self.registry.get("op", func.id)
                 if entry is None:
-                    self.unknown(func.id, as_call=True)
+                    kind = self.ref(func.id).kind if self.split_name(func.id)[0] == func.id else None
+                    if kind is not None:
+                        self.problem(f"'{func.id}' cannot be called: it is a {_KIND_LABELS.get(kind, kind)}, "
+                                     "not an op or a component",
+                                     "only ops and components take arguments")
+                    else:
+                        self.unknown(func.id, as_call=True)
                     return E.Const(None)
                 self.check_signature(func.id, entry.factory, node)
                 self.uses.add(("op", func.id))
@@ -201,7 +208,7 @@ class _Resolver:
                 for attr in rest[:-1]:
                     target = E.Attr(target, attr)
                 return self.method_call(target, rest[-1], args, kwargs)
-            self.problem(f"'{func.id}' cannot be called: it is a {kind}")
+            self.problem(f"'{func.id}' cannot be called: it is a {_KIND_LABELS.get(kind, kind)}")
             return E.Const(None)
         if isinstance(func, E.Attr):
             return self.method_call(self.resolve(func.target), func.attr, args, kwargs)
@@ -249,15 +256,20 @@ def compile_graph(loaded: LoadedSpec, registry: Registry, data_fields) -> tuple[
         problems.append(source.problem(f"graph value '{n}' has the name of a data field", ("graph", n),
                                        hint="rename the value"))
     values: dict[str, Any] = {}
+    broken: set[str] = set()  # values whose expression has an error (their edges may be missing)
     for name, text in spec.graph.items():
         g.add_node(name, kind="value", expr=text)
         resolver = _Resolver(spec, registry, data_fields, problems, ("graph", name), source)
+        before = len(problems)
         try:
             values[name] = resolver.resolve(E.parse(text))
         except E.ExprError as exc:
             problems.append(source.problem(str(exc), ("graph", name)))
             values[name] = E.Const(None)
+            broken.add(name)
             continue
+        if len(problems) > before:
+            broken.add(name)
         for kind, used in resolver.uses:
             if kind != "op":
                 g.add_edge(used, name)
@@ -277,11 +289,12 @@ def compile_graph(loaded: LoadedSpec, registry: Registry, data_fields) -> tuple[
         comp_deps[v] = frozenset(a for a in nx.ancestors(g, v) if g.nodes[a]["kind"] == "component")
     graph = ModelGraph(values, dict(spec.graph), tuple(data_fields), {c: e.type for c, e in spec.components.items()},
                        tuple(spec.schedules), g, comp_deps, order)
-    problems += _check_phases(graph, loaded)
+    problems += _check_phases(graph, loaded, broken)
+    problems.sort(key=lambda p: (p.file or "", p.line or 0))  # file order, whoever prints them
     return graph, problems
 
 
-def _check_phases(graph: ModelGraph, loaded: LoadedSpec) -> list[Problem]:
+def _check_phases(graph: ModelGraph, loaded: LoadedSpec, broken: set[str] = frozenset()) -> list[Problem]:
     spec, source = loaded.spec, loaded.source
     problems = []
     values = list(spec.graph)
@@ -305,7 +318,8 @@ def _check_phases(graph: ModelGraph, loaded: LoadedSpec) -> list[Problem]:
                 match = did_you_mean(comp, list(spec.components))
                 problems.append(source.problem(f"updates '{comp}', which is not a component", where,
                                                hint=f"did you mean '{match}'?" if match else None))
-            elif comp not in deps and all(t in spec.graph for t in phase.terms):
+            elif comp not in deps and all(t in spec.graph for t in phase.terms) \
+                    and not graph.ancestors(phase.terms) & broken:  # not a consequence of an error above
                 problems.append(source.problem(
                     f"updates '{comp}' but its loss ({', '.join(phase.terms)}) does not depend on it", where,
                     hint="remove it from update or use it in the loss"))

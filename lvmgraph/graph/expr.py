@@ -131,7 +131,9 @@ def unparse(node: Any) -> str:
     if isinstance(node, Name):
         return node.id
     if isinstance(node, Const):
-        return repr(node.value)
+        text = repr(node.value)
+        # a folded negative literal keeps its sign when it is a base: (-3) ** 2 is not -3 ** 2
+        return f"({text})" if isinstance(node.value, (int, float)) and text.startswith("-") else text
     if isinstance(node, Seq):
         return "[" + ", ".join(unparse(i) for i in node.items) + "]"
     if isinstance(node, Attr):
@@ -142,7 +144,7 @@ def unparse(node: Any) -> str:
     if isinstance(node, BinOp):
         return f"({unparse(node.left)} {node.op} {unparse(node.right)})"
     if isinstance(node, Neg):
-        return f"-{unparse(node.operand)}"
+        return f"(-{unparse(node.operand)})"
     raise TypeError(node)
 
 

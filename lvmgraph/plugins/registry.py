@@ -4,6 +4,7 @@ from __future__ import annotations
 import difflib
 import inspect
 from dataclasses import dataclass, field
+from pathlib import Path, PurePath
 from typing import Any, Callable
 
 from pydantic import BaseModel
@@ -61,7 +62,7 @@ class Registry:
                 f"{kind} {name!r} is registered by two plugins: {other.plugin!r} and {plugin!r}; "
                 f"uninstall one or disable it with LVMGRAPH_DISABLE_PLUGINS={plugin}")
         if doc is None:
-            doc = inspect.getdoc(factory) or ""
+            doc = describe(factory)
         entry = Entry(kind, name, factory, params, plugin, doc, dict(options))
         table[name] = entry
         return entry
@@ -94,6 +95,49 @@ class Registry:
         return did_you_mean(name, self.names(kind))
 
 
+def describe(factory: Any) -> str:
+    """The documentation of a registered thing: its own docstring, or a spec file's header comment.
+
+    A class without a docstring of its own gets "" rather than a base class's (``inspect.getdoc``
+    would describe an undocumented component as "Base class for all neural network modules"), and
+    a path (``register_specs``) is described by its leading ``#`` comment block, not by ``PosixPath``.
+    """
+    if isinstance(factory, (str, PurePath)):
+        lines = []
+        try:
+            text = Path(factory).read_text(encoding="utf-8")
+        except OSError:
+            return ""
+        for line in text.splitlines():
+            if not line.startswith("#"):
+                break
+            lines.append(line[1:].strip())
+        return "\n".join(lines).strip()
+    if isinstance(factory, type):
+        own = factory.__dict__.get("__doc__")
+        return inspect.cleandoc(own) if isinstance(own, str) else ""
+    return inspect.getdoc(factory) or ""
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Optimal-string-alignment distance: insertions, deletions, substitutions and swaps of neighbours."""
+    prev2, prev = None, list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if prev2 is not None and i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                row[j] = min(row[j], prev2[j - 2] + 1)
+        prev2, prev = prev, row
+    return prev[-1]
+
+
 def did_you_mean(name: str, candidates) -> str | None:
-    match = difflib.get_close_matches(str(name), list(candidates), n=1, cutoff=0.6)
-    return match[0] if match else None
+    """The closest candidate, or None: typos (edit distance) first, then difflib's similarity."""
+    name, candidates = str(name), [str(c) for c in candidates]
+    close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.6)
+    typos = [c for c in candidates if edit_distance(name, c) <= max(1, len(name) // 4)]
+    pool = list(dict.fromkeys(typos + close))
+    if not pool:
+        return None
+    return min(pool, key=lambda c: (edit_distance(name, c), -difflib.SequenceMatcher(None, name, c).ratio()))

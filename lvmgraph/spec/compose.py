@@ -13,8 +13,14 @@ TEMPLATE_PREFIX = "family:"
 
 
 def deep_merge(base: Any, override: Any, base_map: SourceMap, over_map: SourceMap, path: tuple = ()) -> Any:
-    """Mappings merge key by key; anything else is replaced; a key set to null is removed."""
-    if not (isinstance(base, dict) and isinstance(override, dict)):
+    """Mappings merge key by key; anything else is replaced; a key set to null is removed.
+
+    A typed entry whose ``type`` changes (``prior: {type: swiss_roll}`` over a uniform prior), or a
+    ``data`` section whose ``dataset`` changes, is replaced whole: the old settings mean nothing
+    to the new type."""
+    retyped = isinstance(base, dict) and isinstance(override, dict) and any(
+        key in override and key in base and override[key] != base[key] for key in ("type", "dataset"))
+    if retyped or not (isinstance(base, dict) and isinstance(override, dict)):
         base_map.drop(path)
         base_map.update(SourceMap({k: v for k, v in over_map.entries.items() if k[:len(path)] == path}))
         return copy.deepcopy(override)
@@ -133,6 +139,8 @@ def apply_overrides(raw: dict, smap: SourceMap, overrides: Sequence[str]) -> dic
                 if joined is not None and joined != part:
                     parts[i:i + joined.count(".") + 1] = [joined]
                     part = joined
+                if part not in node:
+                    smap.entries[tuple(parts[:i + 1])] = ("--set", None)
                 node = node.setdefault(part, {})
             elif isinstance(node, list) and isinstance(part, int) and part < len(node):
                 node = node[part]
@@ -153,6 +161,7 @@ def apply_overrides(raw: dict, smap: SourceMap, overrides: Sequence[str]) -> dic
         else:
             problems.append(Problem(f"--set {key}: cannot assign here", tuple(parts), file="--set"))
             continue
+        smap.drop(tuple(parts))  # locations of what the old value held no longer apply
         smap.entries[tuple(parts)] = ("--set", None)
     if problems:
         raise SpecError(problems, file="--set")

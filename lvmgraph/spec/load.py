@@ -99,6 +99,37 @@ def pydantic_problems(exc: ValidationError, model: type[BaseModel], prefix: tupl
     return problems
 
 
+# Strings pydantic would quietly turn into a bool, though YAML 1.2 (unlike 1.1) reads them as text.
+_YAML11_BOOL_WORDS = {"yes", "no", "on", "off", "y", "n"}
+
+
+def string_bool_problems(model: type[BaseModel], value: Any, prefix: tuple, source: SourceMap) -> list[Problem]:
+    """A bool field written ``no``/``yes``/``on``/``off``: an error with the fix, never a silent coercion."""
+    problems: list[Problem] = []
+    if not isinstance(value, dict):
+        return problems
+    for key, item in value.items():
+        info = model.model_fields.get(key) if isinstance(key, str) else None
+        if info is None:
+            continue
+        kinds = _unwrap(info.annotation)
+        if isinstance(item, str) and bool in kinds and str not in kinds:
+            if item.lower() in _YAML11_BOOL_WORDS:
+                problems.append(source.problem(
+                    f"expected true or false, got the string '{item}'", prefix + (key,),
+                    hint="write true or false (YAML 1.2 reads yes/no/on/off as strings)"))
+            continue
+        for kind in kinds:
+            args = typing.get_args(kind)
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                problems += string_bool_problems(kind, item, prefix + (key,), source)
+            elif typing.get_origin(kind) is list and args and isinstance(args[0], type) \
+                    and issubclass(args[0], BaseModel) and isinstance(item, list):
+                for i, sub in enumerate(item):
+                    problems += string_bool_problems(args[0], sub, prefix + (key, i), source)
+    return problems
+
+
 def _validate_entry(registry: Registry, kind: str, label: str, type_name: str, settings: dict, path: tuple,
                     source: SourceMap, params: dict, key: tuple, problems: list, type_path: tuple | None = None):
     entry = registry.get(kind, type_name) if kind != "component" else (
@@ -115,6 +146,7 @@ def _validate_entry(registry: Registry, kind: str, label: str, type_name: str, s
         if settings:
             problems.append(source.problem(f"{label} '{type_name}' takes no settings", path))
         return entry
+    problems.extend(string_bool_problems(model, settings, path, source))
     try:
         params[key] = model.model_validate(settings)
     except ValidationError as exc:
@@ -167,11 +199,12 @@ def validate_raw(raw: dict, source: SourceMap, registry: Registry, path: str) ->
     """Structure and plugin settings. Raises SpecError when the structure itself is invalid;
     otherwise returns the LoadedSpec with any plugin-entry problems in ``problems``."""
     params: dict[tuple, BaseModel] = {}
-    problems = _registry_problems(raw, registry, source, params)
+    problems = _registry_problems(raw, registry, source, params) + string_bool_problems(Spec, raw, (), source)
     try:
         spec = Spec.model_validate(raw)
     except ValidationError as exc:
-        raise SpecError(pydantic_problems(exc, Spec, (), source) + problems, file=path) from None
+        found = pydantic_problems(exc, Spec, (), source) + problems
+        raise SpecError(sorted(found, key=lambda p: (p.file or "", p.line or 0)), file=path) from None
     return LoadedSpec(path=path, raw=raw, source=source, spec=spec, params=params, problems=problems)
 
 

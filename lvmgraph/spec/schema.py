@@ -56,6 +56,14 @@ class PhaseSpec(Strict):
     lr_schedule: str | None = Field(None, description="a schedule name that multiplies the learning rate")
     clip_grad_norm: float | None = Field(None, gt=0, description="clip the global gradient norm of the updated components")
 
+    @field_validator("optimizer", mode="before")
+    @classmethod
+    def _adam_by_default(cls, value):
+        # ``optimizer: {lr: 1e-4}`` (or ``--set phases.0.optimizer.lr=...``) means adam, as an absent optimizer does
+        if isinstance(value, dict) and "type" not in value:
+            return {"type": "adam", **value}
+        return value
+
     @property
     def terms(self) -> dict[str, Union[Number, str]]:
         return {self.minimize: 1.0} if isinstance(self.minimize, str) else dict(self.minimize)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,10 @@ def parse_yaml(text: str, file: str = "<string>") -> tuple[Any, SourceMap]:
         line = mark.line + 1 if mark else None
         problem = (exc.problem or str(exc)).strip()
         if "duplicate key" in problem or type(exc).__name__ == "DuplicateKeyError":
-            problem = "a key appears twice in one mapping (YAML keeps only one silently elsewhere; here it is an error)"
+            found = re.search(r'duplicate key "(.*?)"', problem)
+            key = f"'{found.group(1)}' " if found else ""
+            problem = (f"the key {key}appears twice in one mapping "
+                       "(YAML keeps only one silently elsewhere; here it is an error)")
         raise SpecError([Problem(f"invalid YAML: {problem}", (), file=file, line=line,
                                  hint="fix the YAML syntax at this line")], file=file) from None
     except YAMLError as exc:

@@ -21,8 +21,12 @@ class LossMeter:
         self.sums[name] = self.sums[name] + v if name in self.sums else v.clone()
         self.counts[name] = self.counts.get(name, 0) + 1
 
+    def peek(self) -> dict[str, float]:
+        """The means since the last flush, keeping the interval open."""
+        return {k: float(self.sums[k].cpu()) / self.counts[k] for k in self.sums}
+
     def flush(self) -> dict[str, float]:
-        out = {k: float(self.sums[k].cpu()) / self.counts[k] for k in self.sums}
+        out = self.peek()
         self.sums.clear()
         self.counts.clear()
         return out

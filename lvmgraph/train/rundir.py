@@ -41,14 +41,22 @@ class RunDir:
     def eval_file(self) -> Path:
         return self.path / "eval.json"
 
+    @staticmethod
+    def check_new(out: str | Path) -> None:
+        """Refuse an ``--out`` that already holds files (checked again, and created, by ``create``)."""
+        path = Path(out)
+        if path.exists() and not path.is_dir():
+            raise RunDirError(f"{path} is a file, not a run directory; choose another --out")
+        if path.exists() and any(path.iterdir()):
+            raise RunDirError(f"{path} already holds files; choose another --out, "
+                              f"or continue that run with `lvmgraph resume {path}`")
+
     @classmethod
     def create(cls, name: str, out: str | Path | None = None, root: str | Path = "runs") -> "RunDir":
         """A new, empty run directory; never reuses a directory that holds files."""
         if out is not None:
             path = Path(out)
-            if path.exists() and any(path.iterdir()):
-                raise RunDirError(f"{path} already holds files; choose another --out, "
-                                  f"or continue that run with `lvmgraph resume {path}`")
+            cls.check_new(path)
         else:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             path = Path(root) / f"{name}-{stamp}"
@@ -97,9 +105,11 @@ class RunDir:
                     break  # a torn last line from a crash
         return rows
 
-    def truncate_metrics(self, after_step: int) -> None:
-        """Drop rows logged after the checkpoint a resumed run starts from."""
-        rows = [r for r in self.read_metrics() if r.get("step", 0) <= after_step]
+    def truncate_metrics(self, after_step: int, *, keep_at_step: bool = True) -> None:
+        """Drop rows logged after the checkpoint a resumed run starts from (and the row at it, unless
+        ``keep_at_step``: a row written while that logging interval was still open)."""
+        rows = [r for r in self.read_metrics()
+                if r.get("step", 0) < after_step or (r.get("step", 0) == after_step and keep_at_step)]
         tmp = self.metrics_file.with_suffix(".tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
         tmp.replace(self.metrics_file)

@@ -181,13 +181,18 @@ class Trainer:
         self.exp.modules.train()
         started = time.perf_counter()
         saved_at = None
+        first_step = self.step
         try:
             while self.step < total:
                 self.train_step()
                 if bar is not None:
                     bar.update(1)
-                if self.step % cfg.log_every == 0 or self.step == total:
+                if self.step % cfg.log_every == 0:
                     self._log(time.perf_counter() - started, bar)
+                elif self.step == total:
+                    # an off-schedule last row: the interval stays open (and is checkpointed open), so a
+                    # run extended by `resume` logs exactly the rows an uninterrupted run would
+                    self._log(time.perf_counter() - started, bar, peek=True)
                 if self.run is not None and (self.step % sample_every == 0 or self.step == total):
                     self._write_samples()
                 if self.step % cfg.checkpoint_every == 0 or self.step == total:
@@ -195,6 +200,8 @@ class Trainer:
                     saved_at = self.step
                 for cb in self.callbacks:
                     cb(self)
+            if self.step == first_step and self.meter.counts:
+                self._log(time.perf_counter() - started, bar, peek=True)  # resumed at the end: rewrite the last row
             if saved_at != self.step and self.run is not None:
                 self.save()  # resuming at the end (steps unchanged) still leaves a checkpoint
         finally:
@@ -205,8 +212,8 @@ class Trainer:
                 self.tb.close()
                 self.tb = None
 
-    def _log(self, elapsed: float, bar) -> None:
-        values = self.meter.flush()
+    def _log(self, elapsed: float, bar, peek: bool = False) -> None:
+        values = self.meter.peek() if peek else self.meter.flush()
         if not values:
             return
         self.last_losses = values

@@ -1,0 +1,110 @@
+"""Every shipped spec validates (full dry run), trains a few steps on CPU and says how to run it.
+
+Like torchtune's config test: a spec in ``specs/`` that no longer loads, builds or trains fails
+here, before a user finds it. Fashion-MNIST specs run on 256 training images.
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import lvmgraph.api as api
+from lvmgraph.train.checkpoint import latest_checkpoint, load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = sorted((ROOT / "specs").glob("*.yaml"))
+SAMPLE_PLUGIN_SPECS = [ROOT / "tests" / "sample_plugin" / "lvmgraph_sample_plugin" / "specs" / "aae_residual.yaml"]
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+STEPS = 3
+BATCH = 32  # smaller than the specs' batches: this checks that they run, not how well they learn
+
+
+def _id(path: Path) -> str:
+    return path.stem
+
+
+def data_overrides(path: Path) -> list[str]:
+    """Small-data overrides, or skip when the spec's dataset is not installed here."""
+    loaded = api.load(path)
+    if loaded.spec.data.dataset == "fashion_mnist":
+        if not FASHION_MNIST.is_dir():
+            pytest.skip(f"Fashion-MNIST is not installed at {FASHION_MNIST} (apt-get install dataset-fashion-mnist)")
+        return ["data.limit_train=256", "data.limit_test=128"]
+    return []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    # tiny steps gain nothing from a second thread, and lose a lot to contention on a busy machine
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+def test_there_are_specs():
+    assert len(SPECS) >= 4, SPECS
+
+
+@pytest.mark.parametrize("path", SPECS, ids=_id)
+def test_spec_validates_and_trains_a_few_steps(path, tmp_path):
+    overrides = data_overrides(path) + [f"data.batch_size={BATCH}"]
+    exp = api.validate(path, overrides)  # load, compile, build, dry run on a tiny batch
+    errors = [w for w in exp.warnings if w.severity == "error"]
+    assert errors == []
+    initial = {k: v.detach().clone() for k, v in exp.modules.state_dict().items()}
+
+    run = api.train(path, out=tmp_path / "run", overrides=overrides + [
+        f"train.steps={STEPS}", "train.log_every=1", f"train.checkpoint_every={STEPS}", f"train.sample_every={STEPS}"],
+        progress=False, evaluate=False)
+    spec = exp.spec
+
+    # one metrics row per step, each with every minimised term and phase total, all finite
+    rows = run.read_metrics()
+    assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
+    expected = {term for phase in spec.phases for term in phase.terms} | {phase.label for phase in spec.phases}
+    for row in rows:
+        assert expected <= set(row), f"step {row['step']} lacks {expected - set(row)}"
+        bad = {k: v for k, v in row.items() if k in expected and not math.isfinite(v)}
+        assert bad == {}, f"step {row['step']}: non-finite losses {bad}"
+
+    # a complete, verified checkpoint at the last step, holding every component
+    ckpt = latest_checkpoint(run.checkpoints)
+    assert ckpt is not None, f"no checkpoint in {run.checkpoints}"
+    state = load_checkpoint(ckpt)
+    assert int(state["step"]) == STEPS
+    weights = state["components"]
+    assert set(weights) == set(initial)
+
+    # every component some phase updates has moved away from its initial weights
+    updated = {name for phase in spec.phases for name in phase.update}
+    for name in updated:
+        prefix = name.replace(".", "/") + "."
+        keys = [k for k in initial if k.startswith(prefix) and initial[k].is_floating_point()]
+        assert keys, f"component {name} has no parameters in the state dict"
+        assert any(not torch.equal(initial[k], weights[k]) for k in keys), f"{name} was not updated"
+
+    # the run directory's resolved spec is itself a valid spec
+    assert api.load(run.spec_file).spec.name == spec.name
+
+
+@pytest.mark.parametrize("path", SPECS + SAMPLE_PLUGIN_SPECS, ids=_id)
+def test_spec_opens_with_a_comment_saying_what_it_is_and_how_to_run_it(path):
+    lines = path.read_text().splitlines()
+    header = []
+    for line in lines:
+        if not line.startswith("#"):
+            break
+        header.append(line)
+    assert len(header) >= 2, f"{path.name}: start with a comment block: what it is, the paper, the run command"
+    assert len(header[0].lstrip("# ").strip()) > 20, f"{path.name}: the first line should say what the spec is"
+    runs = [line for line in header if re.match(r"#\s*Run:", line)]
+    assert runs, f"{path.name}: the header needs a `# Run:  lvmgraph run ...` line"
+    command = re.match(r"#\s*Run:\s*(lvmgraph run \S+)", runs[0])
+    assert command, f"{path.name}: the Run line should start with `lvmgraph run <spec>`: {runs[0]!r}"
+    # the command names this very file, relative to the repository root
+    assert command[1] == f"lvmgraph run {path.relative_to(ROOT).as_posix()}"

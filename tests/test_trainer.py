@@ -1,0 +1,177 @@
+"""The training loop: models learn, phase control (every / repeat), NaN guard, LR schedules, clipping."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import lvmgraph.api as lg
+from lvmgraph.experiment import prepare
+from lvmgraph.train.checkpoint import list_checkpoints, load_checkpoint
+from lvmgraph.train.rundir import RunDir
+from lvmgraph.train.trainer import NonFiniteLoss, Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = ROOT / "specs"
+RUN_SPECS = ROOT / "tests" / "data" / "run_specs"
+FAST = ["train.threads=1", "train.progress=false"]
+
+
+def experiment(path: Path, *sets: str):
+    return prepare(lg.load(path, [*FAST, *sets]), device="cpu")
+
+
+def train_logged(path: Path, steps: int, every: int, *sets: str) -> tuple[Trainer, list[dict]]:
+    """Train with log_every=every and return the logged rows (what metrics.jsonl would hold)."""
+    rows: list[dict] = []
+
+    def record(tr: Trainer) -> None:
+        if tr.step % every == 0:
+            rows.append({"step": tr.step, **tr.last_losses})
+
+    tr = Trainer(experiment(path, f"train.steps={steps}", f"train.log_every={every}", *sets), callbacks=(record,))
+    tr.fit()
+    return tr, rows
+
+
+def constant_predictor_bce(x: torch.Tensor) -> float:
+    """Mean BCE of the best prediction that ignores the input: the per-pixel mean image."""
+    p = x.mean(0, keepdim=True).clamp(1e-6, 1 - 1e-6).expand_as(x)
+    return float(F.binary_cross_entropy(p, x))
+
+
+def optimizer_steps(opt: torch.optim.Optimizer) -> int:
+    counts = {int(opt.state[p]["step"]) for g in opt.param_groups for p in g["params"]}
+    assert len(counts) == 1, counts
+    return counts.pop()
+
+
+# ----------------------------------------------------------------------------- learning
+
+def test_aae_learns_to_reconstruct_digits():
+    tr, rows = train_logged(SPECS / "aae_uniform.yaml", 300, 25)
+    assert [r["step"] for r in rows] == list(range(25, 301, 25))
+    first, last = rows[0]["rec_loss"], rows[-1]["rec_loss"]
+    assert last < 0.75 * first, (first, last)
+    # the code carries information: better than any reconstruction that ignores the input
+    baseline = constant_predictor_bce(tr.exp.data.train["x"])
+    assert last < 0.9 * baseline, (last, baseline)
+    assert all(torch.isfinite(torch.tensor([r["d_loss"], r["g_loss"]])).all() for r in rows)
+
+
+def test_vae_elbo_improves_past_a_latent_free_model():
+    tr, rows = train_logged(SPECS / "vae.yaml", 300, 25)
+    assert set(rows[0]) == {"step", "nll", "kl", "nll+kl"}
+    for r in rows:
+        assert r["nll+kl"] == pytest.approx(r["nll"] + r["kl"], rel=1e-5)
+    first, last = rows[0]["nll+kl"], rows[-1]["nll+kl"]  # -ELBO in nats per image
+    assert last < 0.85 * first, (first, last)
+    # a model whose decoder ignores z scores at best the constant predictor's NLL (with KL = 0)
+    x = tr.exp.data.train["x"]
+    floor = constant_predictor_bce(x) * x[0].numel()
+    assert last < floor - 0.5, (last, floor)
+    assert rows[-1]["kl"] > 0.5  # the posterior is used
+
+
+# ----------------------------------------------------------------------------- phase control
+
+def test_every_and_repeat_run_phases_the_right_number_of_times():
+    tr = Trainer(experiment(SPECS / "aae_uniform.yaml", "train.steps=10", "phases.1.repeat=3", "phases.2.every=2",
+                            "components.encoder.hidden=[32]", "components.decoder.hidden=[32]",
+                            "components.critic.hidden=[32]"))
+    tr.fit()
+    rec, critic, gen = (optimizer_steps(o) for o in tr.optimizers)
+    assert (rec, critic, gen) == (10, 30, 5)  # gen runs at steps 0, 2, 4, 6, 8
+    # every extra critic iteration draws a fresh batch: 10 + 2 * 10 = 30 batches of 100 from 14 per epoch
+    assert (tr.loader.epoch, tr.loader.position) == (2, 200)
+
+
+def test_every_skips_phase_on_steps_not_divisible():
+    tr = Trainer(experiment(SPECS / "aae_uniform.yaml", "phases.2.every=3", "components.encoder.hidden=[32]",
+                            "components.decoder.hidden=[32]", "components.critic.hidden=[32]"))
+    seen = []
+    for step in range(7):
+        before = optimizer_steps(tr.optimizers[2]) if tr.optimizers[2].state else 0
+        tr.train_step()
+        seen.append(optimizer_steps(tr.optimizers[2]) - before)
+    assert seen == [1, 0, 0, 1, 0, 0, 1]
+
+
+# ----------------------------------------------------------------------------- non-finite losses
+
+def test_nan_loss_stops_before_the_optimizer_step():
+    snapshots = {}
+
+    def keep(tr: Trainer) -> None:
+        snapshots[tr.step] = ({k: v.clone() for k, v in tr.exp.modules.state_dict().items()},
+                              [optimizer_steps(o) for o in tr.optimizers])
+
+    tr = Trainer(experiment(RUN_SPECS / "nan_at_step3.yaml"), callbacks=(keep,))
+    with pytest.raises(NonFiniteLoss) as err:
+        tr.fit()
+    msg = str(err.value)
+    assert "step 3" in msg and "phase 'ae'" in msg and "blowup" in msg and "nan" in msg
+    assert sorted(snapshots) == [1, 2, 3]  # steps 0..2 completed
+    params, steps = snapshots[3]
+    now = tr.exp.modules.state_dict()
+    assert all(torch.equal(now[k], params[k]) for k in params), "a parameter changed at the failing step"
+    assert [optimizer_steps(o) for o in tr.optimizers] == steps == [3]
+    assert all(torch.isfinite(v).all() for v in now.values())
+
+
+def test_nan_loss_in_a_run_writes_no_checkpoint_at_or_after_that_step(tmp_path):
+    with pytest.raises(NonFiniteLoss, match="step 3"):
+        lg.train(RUN_SPECS / "nan_at_step3.yaml", out=tmp_path / "run", overrides=FAST, evaluate=False)
+    run = RunDir.open(tmp_path / "run")
+    ckpts = list_checkpoints(run.checkpoints)
+    assert [p.name for p in ckpts] == ["step_00000001", "step_00000002", "step_00000003"]
+    assert load_checkpoint(ckpts[-1])["step"] == 3
+    assert [r["step"] for r in run.read_metrics()] == [1, 2, 3]
+
+
+# ----------------------------------------------------------------------------- lr schedule and clipping
+
+def sgd_trainer(*sets: str) -> Trainer:
+    return Trainer(experiment(RUN_SPECS / "sgd_lr_schedule.yaml", *sets))
+
+
+def trainable(tr: Trainer) -> list[torch.nn.Parameter]:
+    return [p for g in tr.optimizers[0].param_groups for p in g["params"]]
+
+
+def test_lr_schedule_multiplies_the_learning_rate():
+    tr = sgd_trainer()
+    warm = tr.exp.schedules["warm"]
+    lrs = []
+    for step in range(5):
+        before = [p.detach().clone() for p in trainable(tr)]
+        tr.train_step()
+        lr = tr.optimizers[0].param_groups[0]["lr"]
+        lrs.append(lr)
+        assert lr == pytest.approx(0.5 * float(warm(step)), rel=1e-12)
+        for b, p in zip(before, trainable(tr)):
+            torch.testing.assert_close(p.detach(), b - lr * p.grad, rtol=0, atol=1e-7)
+    assert lrs == pytest.approx([0.05, 0.1, 0.15, 0.2, 0.25])
+
+
+def test_clip_grad_norm_limits_the_update():
+    free = sgd_trainer()
+    free.train_step()
+    raw = [p.grad.clone() for p in trainable(free)]
+    raw_norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in raw])))
+
+    clip = 1e-3
+    tr = sgd_trainer(f"phases.0.clip_grad_norm={clip}")
+    before = [p.detach().clone() for p in trainable(tr)]
+    tr.train_step()
+    grads = [p.grad for p in trainable(tr)]
+    norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+    assert raw_norm > 20 * clip
+    assert norm == pytest.approx(clip, rel=1e-3)
+    for g, r in zip(grads, raw):  # same direction, scaled down
+        torch.testing.assert_close(g, r * (clip / raw_norm), rtol=1e-4, atol=1e-9)
+    lr = tr.optimizers[0].param_groups[0]["lr"]
+    for b, p, g in zip(before, trainable(tr), grads):
+        torch.testing.assert_close(p.detach(), b - lr * g, rtol=0, atol=1e-8)
