@@ -6,10 +6,11 @@
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -33,12 +34,18 @@ def validate(path: str | Path, overrides: Sequence[str] = (), *, device: str | N
 
 
 def train(path: str | Path, *, out: str | Path | None = None, overrides: Sequence[str] = (),
-          progress: bool | None = None, evaluate: bool = True, callbacks=(), device: str | None = None) -> RunDir:
-    """Train a spec into a new run directory and return it."""
+          progress: bool | None = None, evaluate: bool = True, callbacks=(), device: str | None = None,
+          on_warning: Callable[[str], None] | None = None) -> RunDir:
+    """Train a spec into a new run directory and return it.
+
+    Spec warnings (e.g. an unused component) go to ``on_warning`` (default: printed to stderr).
+    """
     if out is not None:
         RunDir.check_new(out)  # refuse before spending time on data and a dry run
     loaded = load_spec(path, overrides)
     exp = prepare(loaded, device=device)
+    for problem in exp.warnings:
+        (on_warning or _print_warning)(problem.render(with_file=True))
     run = RunDir.create(loaded.spec.name, out)
     run.write_spec(loaded.resolved(), str(path))
     run.write_json("run.json", {"spec": str(path), "overrides": list(overrides), "started": time.time(),
@@ -48,6 +55,10 @@ def train(path: str | Path, *, out: str | Path | None = None, overrides: Sequenc
     trainer.fit()
     _finish(exp, run, evaluate)
     return run
+
+
+def _print_warning(text: str) -> None:
+    print(text, file=sys.stderr)
 
 
 def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool | None = None,

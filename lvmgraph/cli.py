@@ -68,12 +68,13 @@ def main(argv=None) -> int:
     from .spec.errors import SpecError
     from .train.checkpoint import CheckpointError
     from .train.rundir import RunDirError
+    from .eval.runner import UnknownMetric
     try:
         return _COMMANDS[args.command](args)
     except SpecError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_SPEC
-    except (RunDirError, CheckpointError, FileNotFoundError) as exc:
+    except (RunDirError, CheckpointError, FileNotFoundError, UnknownMetric) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_SPEC
     except BrokenPipeError:  # `lvmgraph plugins --json | head`

@@ -11,8 +11,8 @@ from ..graph.execute import Executor
 from ..plugins.registry import did_you_mean
 
 
-class UnknownMetric(KeyError):
-    pass
+class UnknownMetric(ValueError):
+    """A metric name that no plugin registered."""
 
 
 class RunEvalContext:

@@ -4,11 +4,14 @@ Axis legend: n samples, c channels (1), h w spatial (8 x 8, or pad_to).
 """
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import torch
 from pydantic import Field
 
-from lvmgraph import DatasetBundle
+from lvmgraph import DatasetBundle, DatasetUnavailable
 
 from .common import (DIGIT_NAMES, Binarize, ImageParams, image_bundle, labels_to_tensor, prepare_images,
                      to_unit_float)
@@ -20,6 +23,24 @@ DIGITS_MAX_VALUE = 16.0
 class DigitsParams(ImageParams):
     test_fraction: float = Field(default=0.2, gt=0, lt=1,
                                  description="share of the 1,797 images held out as the test split")
+
+
+def read_bundled_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The digits file inside scikit-learn's package -> images (n 8 8) float32, targets (n,) int.
+
+    Read directly (the same file ``sklearn.datasets.load_digits`` parses) because importing
+    scikit-learn and SciPy costs about 2 s of start-up in every command.
+    """
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise DatasetUnavailable("the digits dataset ships with scikit-learn: pip install scikit-learn")
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+    if not path.exists():  # a future scikit-learn may move the file; its loader still knows where
+        from sklearn.datasets import load_digits as sklearn_load_digits
+        raw = sklearn_load_digits()
+        return raw.images.astype(np.float32), raw.target
+    table = np.loadtxt(path, delimiter=",", dtype=np.float32)
+    return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
 
 
 def shuffled_split(n: int, *, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -38,11 +59,9 @@ def load_digits(*, test_fraction: float = 0.2, seed: int = 0, value_range: tuple
     ``pad_to`` pads to a larger square (e.g. 16), ``binarize`` makes pixels 0/1 and
     ``value_range`` can deliver [-1, 1] instead of [0, 1].
     """
-    from sklearn.datasets import load_digits as sklearn_load_digits  # lazy: sklearn adds ~1 s to start-up
-
-    raw = sklearn_load_digits()
-    x = to_unit_float(raw.images.astype(np.float32), max_value=DIGITS_MAX_VALUE)
-    y = labels_to_tensor(raw.target)
+    images, targets = read_bundled_digits()
+    x = to_unit_float(images, max_value=DIGITS_MAX_VALUE)
+    y = labels_to_tensor(targets)
     train_idx, test_idx = shuffled_split(len(y), test_fraction=test_fraction, seed=seed)
 
     def split(name: str, idx: np.ndarray):
