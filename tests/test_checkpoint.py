@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import assert_same
 
 import lvmgraph.api as lg
 from lvmgraph.experiment import prepare
@@ -25,21 +26,6 @@ def sample_state(step: int = 7) -> dict:
     return {"step": step, "weights": {"w": torch.randn(3, 4, generator=g), "b": torch.arange(5)},
             "list": [torch.ones(2, dtype=torch.float64), 1.5, "text", None, True],
             "rng": torch.get_rng_state(), "nested": {"a": {"b": (1, 2)}}}
-
-
-def assert_same(a, b, where="state") -> None:
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), where
-        for k in a:
-            assert_same(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
 
 
 def sha256(path: Path) -> str:

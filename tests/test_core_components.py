@@ -231,3 +231,32 @@ def test_tiny_conv_autoencoder_learns(registry):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0], (losses[0], losses[-1])
+
+
+# ----------------------------------------------------------------------------- multi_head_mlp
+
+def test_multi_head_mlp_returns_named_outputs_of_the_declared_shapes(registry):
+    critic = build(registry, "multi_head_mlp", in_shape=[2], heads={"logit": [1], "cls": [10]}, hidden=[16, 16])
+    out = critic(torch.randn(5, 2))
+    assert set(out) == {"logit", "cls"}
+    assert out["logit"].shape == (5, 1) and out["cls"].shape == (5, 10)
+
+
+def test_multi_head_mlp_heads_share_one_trunk(registry):
+    critic = build(registry, "multi_head_mlp", in_shape=[1, 8, 8], heads={"a": [1], "b": [3]}, hidden=[16])
+    out = critic(torch.rand(4, 1, 8, 8))
+    out["b"].sum().backward()  # a loss on one head trains the shared trunk, not the other head
+    assert all(p.grad is not None for p in critic.trunk.parameters())
+    assert all(p.grad is None for p in critic.heads["a"].parameters())
+    assert all(p.grad is not None for p in critic.heads["b"].parameters())
+
+
+def test_multi_head_mlp_rejects_head_names_that_cannot_be_read_as_attributes(registry):
+    with pytest.raises(ValidationError, match="identifiers"):
+        registry.get("component", "multi_head_mlp").params(in_shape=[2], heads={"real-fake": [1]})
+
+
+def test_multi_head_mlp_checks_its_input_shape(registry):
+    critic = build(registry, "multi_head_mlp", in_shape=[2], heads={"logit": [1]}, hidden=[8])
+    with pytest.raises(ShapeMismatch, match="in_shape"):
+        critic(torch.randn(3, 4))

@@ -245,3 +245,17 @@ def test_non_saturating_generator_loss_keeps_gradients_when_fakes_are_rejected()
     fake.grad = None
     losses.gan_minimax_generator_loss(fake).backward()
     assert non_saturating > 100 * fake.grad.abs().sum().item()
+
+
+def test_cross_entropy_matches_torch_for_indices_and_one_hot_targets():
+    torch.manual_seed(0)
+    logits, y = torch.randn(6, 4), torch.tensor([0, 3, 1, 1, 2, 0])
+    expected = F.cross_entropy(logits, y)
+    assert torch.allclose(losses.cross_entropy(logits, y), expected)
+    assert torch.allclose(losses.cross_entropy(logits, F.one_hot(y, 4).float()), expected)
+
+
+def test_accuracy_counts_argmax_hits():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, -1.0], [0.0, 5.0]])
+    assert losses.accuracy(logits, torch.tensor([0, 1, 1, 0])).item() == 0.5
+    assert losses.accuracy(logits, torch.tensor([[1, 0], [0, 1], [1, 0], [0, 1]])).item() == 1.0

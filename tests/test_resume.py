@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import assert_same
 
 import lvmgraph.api as lg
 from lvmgraph.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
@@ -28,22 +29,6 @@ CASES = {
     "aae_repeat_every": ("aae_uniform.yaml", ["phases.1.repeat=2", "phases.2.every=2", "train.checkpoint_every=41"],
                          41),
 }
-
-
-def assert_same(a, b, where="state") -> None:
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, where
-        assert torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), (where, sorted(a), sorted(b))
-        for k in a:
-            assert_same(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
 
 
 def final_state(run) -> dict:

@@ -175,3 +175,15 @@ def test_clip_grad_norm_limits_the_update():
     lr = tr.optimizers[0].param_groups[0]["lr"]
     for b, p, g in zip(before, trainable(tr), grads):
         torch.testing.assert_close(p.detach(), b - lr * g, rtol=0, atol=1e-8)
+
+
+def test_phase_log_values_are_logged_without_being_minimised():
+    """The hybrid's critic phase logs cls_acc (an accuracy) beside the terms it minimises."""
+    spec = SPECS / "hybrid_aae_latent_classifier.yaml"
+    tr, rows = train_logged(spec, 200, 50)
+    assert [r["step"] for r in rows] == [50, 100, 150, 200]
+    accs = [r["cls_acc"] for r in rows]
+    assert all(0.0 <= a <= 1.0 for a in accs)
+    # the critic's class head learns to read the class from the codes: well above chance (0.1)
+    assert accs[-1] > 0.2 and accs[-1] > accs[0] + 0.05, accs
+    assert {"d_loss", "cls_loss", "critic", "g_loss", "encoder_reg", "rec_loss"} <= set(rows[-1])

@@ -323,6 +323,11 @@ def _check_phases(graph: ModelGraph, loaded: LoadedSpec, broken: set[str] = froz
                 problems.append(source.problem(
                     f"updates '{comp}' but its loss ({', '.join(phase.terms)}) does not depend on it", where,
                     hint="remove it from update or use it in the loss"))
+        for j, name in enumerate(phase.log):
+            if name not in spec.graph:
+                match = did_you_mean(name, values)
+                problems.append(source.problem(f"logs '{name}', which is not a graph value", ("phases", i, "log", j),
+                                               hint=f"did you mean '{match}'?" if match else None))
         if phase.lr_schedule and phase.lr_schedule not in spec.schedules:
             match = did_you_mean(phase.lr_schedule, list(spec.schedules))
             problems.append(source.problem(f"lr_schedule '{phase.lr_schedule}' is not a schedule name",

@@ -55,6 +55,8 @@ class PhaseSpec(Strict):
     repeat: int = Field(1, ge=1, description="run it this many times per step, each on a fresh batch (n_critic)")
     lr_schedule: str | None = Field(None, description="a schedule name that multiplies the learning rate")
     clip_grad_norm: float | None = Field(None, gt=0, description="clip the global gradient norm of the updated components")
+    log: list[str] = Field(default_factory=list,
+                           description="extra scalar graph values to log with this phase (e.g. an accuracy)")
 
     @field_validator("optimizer", mode="before")
     @classmethod

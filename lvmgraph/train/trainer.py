@@ -125,6 +125,8 @@ class Trainer:
         terms = phase.terms
         with self._autocast():
             values = ex.evaluate(list(terms), updated=frozenset(phase.update), token=object())
+            with torch.no_grad():
+                watched = ex.evaluate(phase.log, updated=frozenset(phase.update)) if phase.log else {}
         loss = sum(self._weight(w) * values[t].float() for t, w in terms.items())
         if not torch.isfinite(loss):
             bad = {t: float(values[t].detach()) for t in terms}
@@ -151,6 +153,8 @@ class Trainer:
         ex.mark_updated(phase.update)
         for t in terms:
             self.meter.add(t, values[t])
+        for name, value in watched.items():
+            self.meter.add(name, torch.as_tensor(value).float().mean())
         if len(terms) > 1:
             self.meter.add(phase.label, loss)
         return loss

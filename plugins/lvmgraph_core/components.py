@@ -13,7 +13,7 @@ from typing import Annotated, Literal, Sequence
 
 import torch
 from einops import rearrange
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 from torch import nn
 
 from lvmgraph import Params, check_shape, hookimpl
@@ -223,6 +223,53 @@ class MLP(nn.Module):
         return y.reshape(x.shape[0], *self.out_shape)
 
 
+class MultiHeadMLPParams(Params):
+    in_shape: Shape = Field(description="per-sample input shape; inputs are flattened")
+    heads: dict[str, Shape] = Field(min_length=1, description="named outputs and their per-sample shapes, "
+                                    "e.g. {logit: [1], cls: [10]}; read in the graph as critic(x).logit")
+    hidden: list[PositiveInt] = Field(default=[256, 256], description="widths of the shared trunk's layers")
+    activation: Activation = Field(default="leaky_relu", description="trunk activation (leaky_relu uses slope 0.2)")
+    batch_norm: bool = Field(default=False, description="BatchNorm1d after each trunk layer")
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="dropout after each trunk activation")
+    spectral_norm: bool = Field(default=False, description="spectral normalisation on every linear layer")
+
+    @field_validator("heads")
+    @classmethod
+    def _identifier_names(cls, heads):
+        bad = [name for name in heads if not name.isidentifier()]
+        if bad:
+            raise ValueError(f"head names must be identifiers (used as critic(x).name): {bad}")
+        return heads
+
+
+class MultiHeadMLP(nn.Module):
+    """x (b, *in_shape) -> {head: (b, *shape)}: one shared MLP trunk, several named linear heads.
+
+    A discriminator with a real/fake head and an auxiliary classifier (StarGAN), or InfoGAN's
+    Q network sharing the discriminator's trunk, is one component called once.
+    """
+
+    def __init__(self, *, in_shape: Sequence[int], heads: dict[str, Sequence[int]],
+                 hidden: Sequence[int] = (256, 256), activation: str = "leaky_relu",
+                 batch_norm: bool = False, dropout: float = 0.0, spectral_norm: bool = False):
+        super().__init__()
+        if not hidden:
+            raise ValueError("multi_head_mlp needs at least one hidden layer to share")
+        self.in_shape = tuple(int(s) for s in in_shape)
+        self.head_shapes = {name: tuple(int(s) for s in shape) for name, shape in heads.items()}
+        stack = mlp_stack(in_features=math.prod(self.in_shape), hidden=hidden[:-1], out_features=hidden[-1],
+                          activation=activation, batch_norm=batch_norm, dropout=dropout,
+                          spectral_norm=spectral_norm)
+        self.trunk = nn.Sequential(stack, make_activation(activation))
+        self.heads = nn.ModuleDict({name: _maybe_spectral_norm(nn.Linear(hidden[-1], math.prod(shape)), spectral_norm)
+                                    for name, shape in self.head_shapes.items()})
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        check_shape(x, self.in_shape, what="multi_head_mlp 'in_shape'", setting="in_shape")
+        h = self.trunk(x.flatten(1))
+        return {name: head(h).reshape(x.shape[0], *self.head_shapes[name]) for name, head in self.heads.items()}
+
+
 class ConvEncoderParams(Params):
     in_shape: ImageShape = Field(description="image shape [c, h, w]")
     out_shape: Shape = Field(description="per-sample output shape, usually [d]")
@@ -296,5 +343,6 @@ class ConvDecoder(nn.Module):
 @hookimpl
 def register_components(register):
     register("mlp", MLP, params=MLPParams)
+    register("multi_head_mlp", MultiHeadMLP, params=MultiHeadMLPParams)
     register("conv_encoder", ConvEncoder, params=ConvEncoderParams)
     register("conv_decoder", ConvDecoder, params=ConvDecoderParams)

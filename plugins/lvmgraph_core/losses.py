@@ -168,6 +168,22 @@ def neg_elbo(q: Distribution, prior, p_x, x: torch.Tensor) -> torch.Tensor:
     return -elbo(q, prior, p_x, x)
 
 
+# ---------------------------------------------------------------- classification
+
+def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """logits (b k), target (b,) class indices or (b k) probabilities/one-hot -> (): mean cross-entropy."""
+    if target.dim() == logits.dim():
+        return -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    return F.cross_entropy(logits, target.long())
+
+
+def accuracy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """logits (b k), target (b,) or one-hot (b k) -> (): share of rows whose argmax is the target (no gradient)."""
+    if target.dim() == logits.dim():
+        target = target.argmax(dim=1)
+    return (logits.argmax(dim=1) == target).float().mean()
+
+
 # ---------------------------------------------------------------- adversarial
 
 def gan_discriminator_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -205,6 +221,8 @@ LOSSES = {
     "kl": kl,
     "elbo": elbo,
     "neg_elbo": neg_elbo,
+    "cross_entropy": cross_entropy,
+    "accuracy": accuracy,
     "gan_discriminator_loss": gan_discriminator_loss,
     "gan_generator_loss": gan_generator_loss,
     "gan_minimax_generator_loss": gan_minimax_generator_loss,
