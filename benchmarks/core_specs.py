@@ -23,7 +23,8 @@ import torch
 import lvmgraph.api as lg
 
 ROOT = Path(__file__).resolve().parents[1]
-SPECS = ["aae_uniform", "vae", "hybrid_vae_mixture_critic", "vae_fashion_mnist", "aae_fashion_mnist"]
+SPECS = ["aae_uniform", "aae_swiss_roll", "vae", "hybrid_vae_mixture_critic", "hybrid_aae_latent_classifier",
+         "vae_fashion_mnist", "aae_fashion_mnist"]
 # the figures each row reports: (metric, key, label)
 FIGURES = {
     "prior_ks": [("ks_max", "latent KS max (floor)")],

@@ -13,11 +13,11 @@ import torch
 from torch import nn
 
 from .data.base import DatasetBundle, DatasetUnavailable
-from .graph.compile import ComponentCall, ModelGraph, compile_graph
+from .graph.compile import ComponentCall, ModelGraph, compile_graph, walk
 from .graph.execute import Executor, GraphEvalError
 from .modules import Components, Prior
 from .plugins import get_registry
-from .plugins.registry import Registry
+from .plugins.registry import Registry, did_you_mean
 from .spec.errors import Problem, SpecError
 from .spec.load import LoadedSpec
 from .spec.schema import LOADER_KEYS
@@ -97,29 +97,21 @@ def build_schedules(loaded: LoadedSpec, registry: Registry) -> dict:
 
 
 def _check_methods(graph: ModelGraph, modules: nn.ModuleDict, loaded: LoadedSpec) -> list[Problem]:
+    """Every ``component.method(...)`` in the graph names a public method of that built component."""
     problems = []
     base = set(dir(nn.Module))
-
-    def visit(node, value):
-        if isinstance(node, ComponentCall) and node.method and node.component in modules:
+    for value, tree in graph.values.items():
+        for node in walk(tree):
+            if not (isinstance(node, ComponentCall) and node.method and node.component in modules):
+                continue
             module = modules[node.component]
             if node.method.startswith("_") or node.method in base or not callable(getattr(module, node.method, None)):
                 methods = sorted(m for m in dir(type(module)) if not m.startswith("_") and m not in base
                                  and callable(getattr(module, m, None)))
-                from .plugins.registry import did_you_mean
                 match = did_you_mean(node.method, methods)
                 problems.append(loaded.source.problem(
                     f"component '{node.component}' has no method '{node.method}'", ("graph", value),
                     hint=f"did you mean '{match}'?" if match else (f"methods: {', '.join(methods)}" if methods else None)))
-        for child in getattr(node, "__dict__", {}).values():
-            for c in (child if isinstance(child, tuple) else (child,)):
-                if isinstance(c, tuple) and len(c) == 2 and isinstance(c[0], str):
-                    c = c[1]
-                if hasattr(c, "__dataclass_fields__"):
-                    visit(c, value)
-
-    for name, node in graph.values.items():
-        visit(node, name)
     return problems
 
 

@@ -296,6 +296,14 @@ def test_shape_mismatch_found_by_the_dry_run():
     assert "in_shape" in p.message and "(batch, 2)" in p.message and "(batch, 3)" in p.message
 
 
+def test_a_misspelled_component_method_is_found_when_components_are_built():
+    with pytest.raises(SpecError) as exc:
+        api.validate(SPECS / "unknown_method.yaml", device="cpu")
+    (p,) = exc.value.errors
+    assert p.path == ("graph", "zp") and p.line == 10
+    assert p.message == "component 'prior' has no method 'sampel'" and p.hint == "did you mean 'sample'?"
+
+
 def test_a_clean_spec_passes_full_validation():
     exp = api.validate(SPECS / "clean.yaml", device="cpu")
     assert exp.warnings == []

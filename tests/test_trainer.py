@@ -187,3 +187,13 @@ def test_phase_log_values_are_logged_without_being_minimised():
     # the critic's class head learns to read the class from the codes: well above chance (0.1)
     assert accs[-1] > 0.2 and accs[-1] > accs[0] + 0.05, accs
     assert {"d_loss", "cls_loss", "critic", "g_loss", "encoder_reg", "rec_loss"} <= set(rows[-1])
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_close_to_fp32(precision):
+    """Autocast forward passes (fp16 with a GradScaler) give finite losses close to fp32's."""
+    _, full = train_logged(SPECS / "aae_uniform.yaml", 20, 20)
+    tr, mixed = train_logged(SPECS / "aae_uniform.yaml", 20, 20, f"train.precision={precision}")
+    assert (tr.scalers[0] is not None) == (precision == "fp16")
+    for key in ("rec_loss", "d_loss", "g_loss"):
+        assert abs(mixed[-1][key] - full[-1][key]) < 0.05 * abs(full[-1][key]) + 0.02, (key, mixed, full)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import networkx as nx
 
@@ -51,6 +51,28 @@ class MethodCall:
     method: str
     args: tuple
     kwargs: tuple
+
+
+def walk(node) -> Iterator:
+    """Every node of a resolved expression tree, parents before children."""
+    yield node
+    if isinstance(node, (ComponentCall, OpCall, MethodCall)):
+        if isinstance(node, MethodCall):
+            yield from walk(node.target)
+        for arg in node.args:
+            yield from walk(arg)
+        for _, value in node.kwargs:
+            yield from walk(value)
+    elif isinstance(node, E.Attr):
+        yield from walk(node.target)
+    elif isinstance(node, E.Seq):
+        for item in node.items:
+            yield from walk(item)
+    elif isinstance(node, E.BinOp):
+        yield from walk(node.left)
+        yield from walk(node.right)
+    elif isinstance(node, E.Neg):
+        yield from walk(node.operand)
 
 
 @dataclass
