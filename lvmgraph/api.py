@@ -19,7 +19,7 @@ from .experiment import Experiment, generate, prepare
 from .spec.load import LoadedSpec, load_spec
 from .train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from .train.rundir import RunDir
-from .train.trainer import Trainer
+from .train.trainer import Trainer, load_ema
 
 
 def load(path: str | Path, overrides: Sequence[str] = ()) -> LoadedSpec:
@@ -131,6 +131,7 @@ def open_run(run_dir: str | Path, *, device: str | None = None) -> Run:
         raise CheckpointError(f"{run.checkpoints}: no complete checkpoint")
     state = load_checkpoint(ckpt, map_location=exp.device)
     exp.modules.load_state_dict(state["components"])
+    load_ema(exp, state)
     exp.modules.eval()
     return Run(run, exp, int(state["step"]))
 

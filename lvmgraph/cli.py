@@ -46,6 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate a run and write RUN/eval.json")
     e.add_argument("run_dir")
     e.add_argument("--metrics", help="comma-separated metric names (default: the spec's eval.metrics)")
+    e.add_argument("--n", type=int, help="sample count for every metric that has an `n` setting")
+
+    ev = sub.add_parser("evaluator", help="train or inspect the evaluator network of an image dataset")
+    ev_sub = ev.add_subparsers(dest="evaluator_command", required=True)
+    evt = ev_sub.add_parser("train", help="train (or load from the cache) the evaluator CNN of a dataset")
+    evt.add_argument("--dataset", required=True, help="a registered image dataset, e.g. fashion_mnist")
+    evt.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
 
     v = sub.add_parser("validate", help="check specs without training")
     v.add_argument("specs", nargs="+")
@@ -143,9 +150,41 @@ def cmd_eval(args) -> int:
     if args.metrics:
         spec_settings = dict(run.experiment.spec.eval.items())
         metrics = [(m.strip(), spec_settings.get(m.strip(), {})) for m in args.metrics.split(",") if m.strip()]
+    if args.n is not None:
+        metrics = [(name, _with_n(name, settings, args.n))
+                   for name, settings in (metrics if metrics is not None else run.experiment.spec.eval.items())]
     results = run.evaluate(metrics)
     print(format_table(results))
     print(f"wrote {run.run.eval_file}")
+    return EXIT_OK
+
+
+def _with_n(metric: str, settings: dict, n: int) -> dict:
+    from .plugins import get_registry
+    entry = get_registry().get("metric", metric)
+    if entry is not None and entry.params is not None and "n" in entry.params.model_fields:
+        return {**settings, "n": n}
+    return settings
+
+
+def cmd_evaluator(args) -> int:
+    from .experiment import resolve_device
+    from .eval.evaluator import evaluator_for
+    from .plugins import get_registry
+    from .plugins.registry import did_you_mean
+    registry = get_registry()
+    entry = registry.get("dataset", args.dataset)
+    if entry is None:
+        match = did_you_mean(args.dataset, registry.names("dataset"))
+        print(f"error: unknown dataset '{args.dataset}'" + (f"; did you mean '{match}'?" if match else ""),
+              file=sys.stderr)
+        return EXIT_SPEC
+    bundle = entry.factory()
+    if bundle.info.get("kind") != "image":
+        print(f"error: '{args.dataset}' is not an image dataset; evaluators are image classifiers", file=sys.stderr)
+        return EXIT_SPEC
+    ev = evaluator_for(args.dataset, bundle, device=resolve_device(args.device))
+    print(json.dumps(ev.describe(), indent=2, default=str))
     return EXIT_OK
 
 
@@ -273,7 +312,7 @@ def _describe(entry) -> dict:
 
 
 _COMMANDS = {"run": cmd_run, "resume": cmd_resume, "sample": cmd_sample, "eval": cmd_eval,
-             "validate": cmd_validate, "graph": cmd_graph, "plugins": cmd_plugins}
+             "evaluator": cmd_evaluator, "validate": cmd_validate, "graph": cmd_graph, "plugins": cmd_plugins}
 
 if __name__ == "__main__":
     sys.exit(main())

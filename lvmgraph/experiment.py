@@ -33,16 +33,31 @@ class Experiment:
     schedules: dict[str, Any]
     device: torch.device
     warnings: list[Problem] = field(default_factory=list)
+    ema: dict[str, nn.Module] = field(default_factory=dict)  # averaged copies (train.ema), used for sampling
 
     @property
     def spec(self):
         return self.loaded.spec
+
+    def sampling_modules(self) -> nn.ModuleDict:
+        """The modules generation uses: EMA copies replace the components that have one."""
+        if not self.ema:
+            return self.modules
+        out = Components()
+        for name, module in self.modules.items():
+            out[name] = self.ema.get(name, module)
+        return out
 
     def executor(self) -> Executor:
         return Executor(self.graph, self.modules, self.schedules, self.device)
 
     def to_device(self, batch: dict) -> dict:
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+
+def _suggest(name: str, candidates) -> str | None:
+    match = did_you_mean(name, list(candidates))
+    return f"did you mean '{match}'?" if match else None
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -180,6 +195,10 @@ def prepare(loaded: LoadedSpec, *, registry: Registry | None = None, device: str
             problems += exc.problems
     graph, graph_problems = compile_graph(loaded, registry, fields or ("x", "y"))
     problems += graph_problems
+    for name in loaded.spec.train.ema:
+        if name not in loaded.spec.components:
+            problems.append(loaded.source.problem(f"ema names '{name}', which is not a component", ("train", "ema", name),
+                                                  hint=_suggest(name, loaded.spec.components)))
     if data is not None and len(data) < loaded.spec.data.batch_size and loaded.spec.data.drop_last:
         problems.append(loaded.source.problem(
             f"batch_size {loaded.spec.data.batch_size} is larger than the training set ({len(data)} samples)",
@@ -194,6 +213,8 @@ def prepare(loaded: LoadedSpec, *, registry: Registry | None = None, device: str
     modules.to(dev)
     exp = Experiment(loaded, registry, graph, data, modules, build_schedules(loaded, registry), dev,
                      [p for p in problems if p.severity == "warning"])
+    # EMA copies start equal to the freshly initialised weights and never require grad
+    exp.ema = {name: copy.deepcopy(modules[name]).requires_grad_(False) for name in loaded.spec.train.ema}
     if check:
         problems += dry_run(exp)
         _raise_errors(problems, loaded)
@@ -206,24 +227,24 @@ def _raise_errors(problems: list[Problem], loaded: LoadedSpec) -> None:
                         file=loaded.path)
 
 
-def test_batch(exp: Experiment, fields, n: int) -> dict:
-    """The first n test rows (cycled when the split is smaller) of the given fields."""
+def test_batch(exp: Experiment, fields, n: int, offset: int = 0) -> dict:
+    """n test rows from ``offset`` on (cycling when the split is shorter) of the given fields."""
     out = {}
     for f in fields:
         t = exp.data.test[f]
-        idx = torch.arange(n) % t.shape[0]
+        idx = (torch.arange(n) + offset) % t.shape[0]
         out[f] = t[idx]
     return exp.to_device(out)
 
 
 def generate(exp: Experiment, n: int, *, given: dict | None = None, modules: nn.ModuleDict | None = None,
-             output: str | None = None) -> Any:
+             output: str | None = None, offset: int = 0) -> Any:
     """n generated outputs: priors replace the values named in ``sample.set``; ``given`` fixes others;
     data fields still needed come from the test split."""
     sample = exp.spec.sample
     if sample is None:
         raise ValueError("this spec has no sample: section, so it cannot generate")
-    modules = modules if modules is not None else exp.modules
+    modules = modules if modules is not None else exp.sampling_modules()
     output = output or sample.output
     was_training = modules.training
     modules.eval()
@@ -233,7 +254,7 @@ def generate(exp: Experiment, n: int, *, given: dict | None = None, modules: nn.
             overrides.update(given or {})
             fields = exp.graph.data_needed([output], given=overrides)
             ex = Executor(exp.graph, modules, exp.schedules, exp.device)
-            ex.begin(test_batch(exp, fields, n), 0)
+            ex.begin(test_batch(exp, fields, n, offset), 0)
             return ex.evaluate([output], overrides=overrides)[output]
     finally:
         modules.train(was_training)

@@ -28,6 +28,8 @@ CASES = {
     # n_critic = 2 and a generator phase every 2nd step; interrupted after an odd step
     "aae_repeat_every": ("aae_uniform.yaml", ["phases.1.repeat=2", "phases.2.every=2", "train.checkpoint_every=41"],
                          41),
+    # EMA copies of two components are part of the state, and a loss weight follows a schedule
+    "hybrid_ema_schedule": ("hybrid_vae_mixture_critic.yaml", ["train.ema={critic: 0.9, vae.decoder: 0.99}"], N),
 }
 
 

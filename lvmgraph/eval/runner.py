@@ -25,6 +25,7 @@ class RunEvalContext:
         self.device = exp.device
         self.spec = exp.spec
         self.generator = torch.Generator().manual_seed(seed)
+        self._evaluator = None
 
     def evaluate(self, outputs: list[str], inputs: dict[str, Any]) -> dict[str, Any]:
         data = {k: v for k, v in inputs.items() if k in self.exp.graph.data_fields}
@@ -34,15 +35,30 @@ class RunEvalContext:
         with torch.no_grad():
             return ex.evaluate(outputs, overrides=overrides)
 
-    def sample(self, n: int) -> torch.Tensor:
+    def sample(self, n: int, given: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """n generated outputs in the data's format; ``given`` fixes graph values (n rows each)."""
         from .artifacts import as_tensor
         outs, done = [], 0
         bs = self.spec.data.eval_batch_size
         while done < n:
             k = min(bs, n - done)
-            outs.append(as_tensor(generate(self.exp, k)).detach())
+            part = {name: v[done:done + k].to(self.device) for name, v in (given or {}).items()}
+            outs.append(as_tensor(generate(self.exp, k, given=part, offset=done)).detach())
             done += k
         return torch.cat(outs)
+
+    def evaluator(self):
+        """The evaluator network for this run's dataset (trained and cached on first use)."""
+        if self._evaluator is None:
+            from .evaluator import evaluator_for
+            if self.data.info.get("kind") != "image":
+                raise ValueError(f"dataset '{self.spec.data.dataset}' is not images: no evaluator network; "
+                                 "use metrics for points such as mode_coverage")
+            name = self.data.info.get("name") or self.spec.data.dataset
+            # the evaluator always sees the dataset in its default form, whatever this run's settings
+            bundle = self.exp.registry.get("dataset", name).factory()
+            self._evaluator = evaluator_for(name, bundle, device=self.device)
+        return self._evaluator
 
     def batches(self, split: str = "test", batch_size: int = 500,
                 limit: int | None = None) -> Iterator[dict[str, torch.Tensor]]:

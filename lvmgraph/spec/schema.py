@@ -94,6 +94,17 @@ class TrainSpec(Strict):
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast precision for the forward passes")
     threads: int | None = Field(None, gt=0, description="torch CPU threads (fix it for bit-exact resume across machines)")
     progress: bool = Field(True, description="show a progress bar")
+    ema: dict[str, float] = Field(default_factory=dict,
+                                  description="exponential moving averages of component weights used for sampling "
+                                              "and evaluation: {generator: 0.999} (decay per update)")
+
+    @field_validator("ema")
+    @classmethod
+    def _decays(cls, value):
+        bad = {k: v for k, v in value.items() if not 0.0 < v < 1.0}
+        if bad:
+            raise ValueError(f"EMA decays must lie strictly between 0 and 1: {bad}")
+        return value
 
 
 class EvalSpec(Strict):

@@ -41,6 +41,16 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def load_ema(exp, state: dict) -> None:
+    """Restore EMA copies from a checkpoint; a checkpoint without them (ema added later) starts them afresh."""
+    saved = state.get("ema", {})
+    for name, module in exp.ema.items():
+        if name in saved:
+            module.load_state_dict(saved[name])
+        else:
+            module.load_state_dict(exp.modules[name].state_dict())
+
+
 class Trainer:
     def __init__(self, exp: Experiment, run: RunDir | None = None, *, progress: bool | None = None,
                  callbacks: tuple[Callable, ...] = ()):
@@ -83,6 +93,7 @@ class Trainer:
         return {
             "step": self.step,
             "components": self.exp.modules.state_dict(),
+            "ema": {name: m.state_dict() for name, m in self.exp.ema.items()},
             "optimizers": [o.state_dict() for o in self.optimizers],
             "scalers": [s.state_dict() if s is not None else {} for s in self.scalers],
             "rng": rng_state(),
@@ -93,6 +104,7 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         self.step = int(state["step"])
         self.exp.modules.load_state_dict(state["components"])
+        load_ema(self.exp, state)
         if len(state["optimizers"]) != len(self.optimizers):
             raise ValueError(f"checkpoint has {len(state['optimizers'])} phases' optimizers, "
                              f"the spec has {len(self.optimizers)} phases")
@@ -151,6 +163,7 @@ class Trainer:
         else:
             opt.step()
         ex.mark_updated(phase.update)
+        self._update_ema(phase.update)
         for t in terms:
             self.meter.add(t, values[t])
         for name, value in watched.items():
@@ -158,6 +171,19 @@ class Trainer:
         if len(terms) > 1:
             self.meter.add(phase.label, loss)
         return loss
+
+    @torch.no_grad()
+    def _update_ema(self, updated) -> None:
+        """ema <- decay * ema + (1 - decay) * weights, after every update of the component; buffers copied."""
+        for name in updated:
+            if name not in self.exp.ema:
+                continue
+            decay = self.train_cfg.ema[name]
+            avg, live = self.exp.ema[name], self.exp.modules[name]
+            for pa, pl in zip(avg.parameters(), live.parameters()):
+                pa.lerp_(pl.detach(), 1.0 - decay)
+            for ba, bl in zip(avg.buffers(), live.buffers()):
+                ba.copy_(bl)
 
     def train_step(self) -> None:
         step = self.step
