@@ -75,13 +75,13 @@ def main(argv=None) -> int:
     from .spec.errors import SpecError
     from .train.checkpoint import CheckpointError
     from .train.rundir import RunDirError
-    from .eval.runner import UnknownMetric
+    from .eval.runner import UnknownMetric, UnknownValue
     try:
         return _COMMANDS[args.command](args)
     except SpecError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_SPEC
-    except (RunDirError, CheckpointError, FileNotFoundError, UnknownMetric) as exc:
+    except (RunDirError, CheckpointError, FileNotFoundError, UnknownMetric, UnknownValue) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_SPEC
     except BrokenPipeError:  # `lvmgraph plugins --json | head`

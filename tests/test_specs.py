@@ -91,6 +91,22 @@ def test_spec_validates_and_trains_a_few_steps(path, tmp_path):
     # the run directory's resolved spec is itself a valid spec
     assert api.load(run.spec_file).spec.name == spec.name
 
+    # the spec's own evaluation section runs (on few samples) and every result is a finite number
+    results = api.open_run(run.path).evaluate([(m, small(m, s)) for m, s in spec.eval.items()], write=False)
+    assert set(results) == {m for m, _ in spec.eval.items()}
+    for metric, out in results.items():
+        numbers = {k: v for k, v in out.items() if isinstance(v, (int, float)) and k != "seconds"}
+        assert numbers and all(math.isfinite(v) for v in numbers.values()), (metric, out)
+
+
+def small(metric: str, settings: dict) -> dict:
+    """A metric's settings shrunk to a handful of samples (n, k, subsets) for a smoke run."""
+    from lvmgraph.plugins import get_registry
+    fields = get_registry().get("metric", metric).params.model_fields
+    shrink = {"n": 24, "k": 4, "chunk": 4, "n_per_class": 4, "n_per_code": 4, "subsets": 2, "subset_size": 8,
+              "n_validation": 16}
+    return {**settings, **{k: v for k, v in shrink.items() if k in fields}}
+
 
 @pytest.mark.parametrize("path", SPECS + SAMPLE_PLUGIN_SPECS, ids=_id)
 def test_spec_opens_with_a_comment_saying_what_it_is_and_how_to_run_it(path):

@@ -15,6 +15,10 @@ class UnknownMetric(ValueError):
     """A metric name that no plugin registered."""
 
 
+class UnknownValue(ValueError):
+    """A metric setting names a graph value the spec does not have."""
+
+
 class RunEvalContext:
     """The EvalContext (see ``lvmgraph.eval.context``) over an Experiment."""
 
@@ -28,6 +32,12 @@ class RunEvalContext:
         self._evaluator = None
 
     def evaluate(self, outputs: list[str], inputs: dict[str, Any]) -> dict[str, Any]:
+        known = set(self.exp.graph.values) | set(self.exp.graph.data_fields)
+        for name in [*outputs, *inputs]:
+            if name not in known:
+                match = did_you_mean(name, known)
+                raise UnknownValue(f"metric asks for '{name}', which is not a graph value or data field of this spec"
+                                   + (f"; did you mean '{match}'? (set it in the metric's settings)" if match else ""))
         data = {k: v for k, v in inputs.items() if k in self.exp.graph.data_fields}
         overrides = {k: v for k, v in inputs.items() if k not in data}
         ex = Executor(self.exp.graph, self.exp.modules, self.exp.schedules, self.exp.device)
