@@ -237,6 +237,17 @@ def test_batch(exp: Experiment, fields, n: int, offset: int = 0) -> dict:
     return exp.to_device(out)
 
 
+def _like_prior_draws(value: torch.Tensor, draws: torch.Tensor | None) -> torch.Tensor:
+    """A given value in the form the prior it replaces produces: class indices become one-hot
+    rows when the prior draws one-hot codes (``--given c=3`` for a categorical code)."""
+    if (draws is not None and isinstance(value, torch.Tensor) and not value.is_floating_point()
+            and value.dim() == 1 and draws.dim() == 2):
+        return torch.nn.functional.one_hot(value.long(), draws.shape[1]).to(draws.dtype)
+    if draws is not None and isinstance(value, torch.Tensor) and value.is_floating_point():
+        return value.to(draws.dtype)
+    return value
+
+
 def generate(exp: Experiment, n: int, *, given: dict | None = None, modules: nn.ModuleDict | None = None,
              output: str | None = None, offset: int = 0) -> Any:
     """n generated outputs: priors replace the values named in ``sample.set``; ``given`` fixes others;
@@ -251,7 +262,8 @@ def generate(exp: Experiment, n: int, *, given: dict | None = None, modules: nn.
     try:
         with torch.no_grad():
             overrides = {value: modules[prior].sample(n=n) for value, prior in sample.set.items()}
-            overrides.update(given or {})
+            for name, value in (given or {}).items():
+                overrides[name] = _like_prior_draws(value, overrides.get(name))
             fields = exp.graph.data_needed([output], given=overrides)
             ex = Executor(exp.graph, modules, exp.schedules, exp.device)
             ex.begin(test_batch(exp, fields, n, offset), 0)
