@@ -60,10 +60,10 @@ class RunEvalContext:
     def evaluator(self):
         """The evaluator network for this run's dataset (trained and cached on first use)."""
         if self._evaluator is None:
-            from .evaluator import evaluator_for
             if self.data.info.get("kind") != "image":
                 raise ValueError(f"dataset '{self.spec.data.dataset}' is not images: no evaluator network; "
                                  "use metrics for points such as mode_coverage")
+            from .evaluator import evaluator_for
             name = self.data.info.get("name") or self.spec.data.dataset
             # the evaluator always sees the dataset in its default form, whatever this run's settings
             bundle = self.exp.registry.get("dataset", name).factory()

@@ -1,5 +1,8 @@
 """Two-sample statistics and numerically careful reductions used by metrics (and losses).
 
+Also the pure maths of the evaluation plugin (``lvmgraph_eval``): Fréchet distance, KID,
+precision/recall/density/coverage, Hungarian-matched accuracy, mode coverage, Parzen windows.
+
 Axis legend: n, m sample counts, d features (anything after the first axis is flattened),
 k importance samples.
 """
@@ -7,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import torch
 from einops import rearrange
@@ -185,12 +188,15 @@ def frechet_distance(mu1, s1, mu2, s2) -> float:
 
     d² = ‖mu1 − mu2‖² + Tr(s1 + s2 − 2 (s1 s2)^½)  (Dowson & Landau 1982; the FID formula of
     Heusel et al. 2017). Tr (s1 s2)^½ is the sum of square roots of the eigenvalues of
-    s1 s2, which equal those of the symmetric PSD matrix s1^½ s2 s1^½ (AB and BA share
-    eigenvalues); computing them with ``eigvalsh`` gives real, non-negative values
-    directly, so the imaginary round-off parts that ``scipy.linalg.sqrtm`` of the
-    non-symmetric product produces never arise, and singular covariances (n < d) are fine.
-    Tiny negative eigenvalues from round-off are clamped to 0. Not clamped at the end: a
-    result of −1e-12 is round-off around 0.
+    s1 s2, which equal those of the symmetric PSD s1^½ s2 s1^½ = (s1^½ s2^½)(s1^½ s2^½)ᵀ
+    (AB and BA share eigenvalues), i.e. the sum of the singular values of s1^½ s2^½. The
+    symmetric roots come from ``eigh`` (round-off negatives clamped to 0) and the singular
+    values from an SVD: real and non-negative by construction, so the imaginary round-off
+    parts of ``scipy.linalg.sqrtm`` on the non-symmetric product never arise. Unlike
+    square-rooting the eigenvalues of s1^½ s2 s1^½, no square root follows the product, so
+    round-off ε in a null space both covariances share stays ε rather than √ε: singular
+    covariances (n ≤ d) are fine, and a fit against itself gives 0 to ~1e-14. Not clamped at
+    the end: a result of −1e-14 is round-off around 0.
     """
     mu1, mu2 = (torch.as_tensor(m).to(torch.float64).reshape(-1) for m in (mu1, mu2))
     s1, s2 = (torch.as_tensor(s).to(torch.float64) for s in (s1, s2))
@@ -198,43 +204,43 @@ def frechet_distance(mu1, s1, mu2, s2) -> float:
     if mu2.shape[0] != d or s1.shape != (d, d) or s2.shape != (d, d):
         raise ValueError(f"frechet_distance needs means (d,) and covariances (d, d) of one d; got "
                          f"{tuple(mu1.shape)}, {tuple(s1.shape)}, {tuple(mu2.shape)}, {tuple(s2.shape)}")
-    root1 = _psd_sqrt(s1)
-    middle = root1 @ s2 @ root1
-    eigenvalues = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0.0)
-    trace_cross = eigenvalues.sqrt().sum()
+    trace_cross = torch.linalg.svdvals(_psd_sqrt(s1) @ _psd_sqrt(s2)).sum()
     diff = mu1 - mu2
     return float(diff @ diff + s1.trace() + s2.trace() - 2.0 * trace_cross)
 
 
 def polynomial_kernel(x: torch.Tensor, y: torch.Tensor, degree: int = 3) -> torch.Tensor:
-    """x (n d), y (m d) -> (n m) Gram matrix of k(a, b) = (aᵀb / d + 1)^degree, KID's kernel."""
-    return (x @ y.T / x.shape[1] + 1.0) ** degree
+    """x (... n d), y (... m d) -> (... n m) Gram matrices of k(a, b) = (aᵀb / d + 1)^degree, KID's kernel."""
+    return (x @ y.transpose(-1, -2) / x.shape[-1] + 1.0) ** degree
 
 
 def polynomial_mmd2_unbiased(x: torch.Tensor, y: torch.Tensor, degree: int = 3) -> torch.Tensor:
-    """x (m d), y (m d) -> unbiased MMD² under the cubic polynomial kernel, as in the KID code.
+    """x (... m d), y (... m d) -> unbiased MMD² (...) under the cubic polynomial kernel, as in the KID code.
 
     (Σ_{i≠j} k(x_i, x_j) + Σ_{i≠j} k(y_i, y_j)) / (m(m − 1)) − 2 Σ_{i,j} k(x_i, y_j) / m²
     (Bińkowski et al. 2018, ``polynomial_mmd`` with ``unbiased``; the cross term keeps its
-    diagonal). Can be negative when both samples come from one distribution.
+    diagonal). Can be negative when both samples come from one distribution. Leading axes
+    are batches of independent pairs of subsets.
     """
-    m = x.shape[0]
-    if y.shape[0] != m or m < 2:
-        raise ValueError(f"the KID estimate needs two subsets of one size >= 2, got {x.shape[0]} and {y.shape[0]}")
+    m = x.shape[-2]
+    if y.shape[-2] != m or m < 2:
+        raise ValueError(f"the KID estimate needs two subsets of one size >= 2, got {x.shape[-2]} and {y.shape[-2]}")
     k_xx, k_yy, k_xy = (polynomial_kernel(a, b, degree) for a, b in ((x, x), (y, y), (x, y)))
-    within = (k_xx.sum() - k_xx.diagonal().sum() + k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
-    return within - 2.0 * k_xy.sum() / (m * m)
+    off_diagonal = (k_xx.sum((-1, -2)) - k_xx.diagonal(dim1=-2, dim2=-1).sum(-1)
+                    + k_yy.sum((-1, -2)) - k_yy.diagonal(dim1=-2, dim2=-1).sum(-1))
+    return off_diagonal / (m * (m - 1)) - 2.0 * k_xy.sum((-1, -2)) / (m * m)
 
 
-class KidResult(tuple):
-    """(mean, std, values): KID averaged over subsets, its spread, and the per-subset MMD² (subsets,)."""
+#: Gram-matrix entries per KID block: bounds memory (3 × 8 bytes × this) while keeping calls few
+KID_BLOCK_ELEMENTS = 4_000_000
 
-    def __new__(cls, mean: float, std: float, values: torch.Tensor):
-        return super().__new__(cls, (mean, std, values))
 
-    mean = property(lambda self: self[0])
-    std = property(lambda self: self[1])
-    values = property(lambda self: self[2])
+class KidResult(NamedTuple):
+    """KID averaged over subsets, its spread across subsets, and the per-subset MMD² (subsets,)."""
+
+    mean: float
+    std: float
+    values: torch.Tensor
 
 
 def kid(x, y, subsets: int = 100, subset_size: int = 1000,
@@ -256,11 +262,16 @@ def kid(x, y, subsets: int = 100, subset_size: int = 1000,
     if not 2 <= subset_size <= min(x.shape[0], y.shape[0]):
         raise ValueError(f"kid subset_size must be between 2 and the smaller sample "
                          f"({min(x.shape[0], y.shape[0])}), got {subset_size}")
-    values = torch.empty(subsets, dtype=torch.float64)
-    for i in range(subsets):
-        pick_x = torch.randperm(x.shape[0], generator=generator)[:subset_size].to(x.device)
-        pick_y = torch.randperm(y.shape[0], generator=generator)[:subset_size].to(y.device)
-        values[i] = polynomial_mmd2_unbiased(x[pick_x], y[pick_y]).cpu()
+    picks = [(torch.randperm(x.shape[0], generator=generator)[:subset_size],
+              torch.randperm(y.shape[0], generator=generator)[:subset_size]) for _ in range(subsets)]
+    per_block = max(1, KID_BLOCK_ELEMENTS // subset_size ** 2)  # subsets computed in one batched call
+    values = []
+    for start in range(0, subsets, per_block):
+        block = picks[start:start + per_block]
+        xs = x[torch.stack([px for px, _ in block]).to(x.device)]  # (s m d)
+        ys = y[torch.stack([py for _, py in block]).to(y.device)]
+        values.append(polynomial_mmd2_unbiased(xs, ys).cpu())
+    values = torch.cat(values)
     return KidResult(values.mean().item(), values.std(unbiased=False).item(), values)
 
 
@@ -349,13 +360,15 @@ def hungarian_accuracy(pred, target, num_pred: int | None = None,
     return matched / int(counts.sum()), {int(r): int(c) for r, c in zip(rows, cols)}
 
 
-class ModeStats(tuple):
-    """Result of :func:`mode_stats`; fields are documented there."""
+class ModeStats(NamedTuple):
+    """Result of :func:`mode_stats`; the fields are documented there."""
 
-    def __new__(cls, **fields):
-        self = super().__new__(cls, tuple(fields.values()))
-        self.__dict__.update(fields)
-        return self
+    modes: int
+    high_quality: float
+    counts: torch.Tensor
+    nearest: torch.Tensor
+    is_high_quality: torch.Tensor
+    reverse_kl: float
 
 
 def mode_stats(samples, modes, std: float, threshold: float = 3.0) -> ModeStats:
@@ -404,9 +417,8 @@ def parzen_log_likelihood(centres, points, sigma, batch_size: int = 100) -> torc
     A float σ gives (n,); a sequence of s values gives (s n), reusing each batch's squared
     distances for every σ. Points are processed ``batch_size`` at a time (memory O(batch · N)).
     """
-    c, x = _float64_rows(centres, "centres"), _float64_rows(points, "points").to(centres.device if
-                                                                                  isinstance(centres, torch.Tensor) else "cpu")
-    c = c.to(x.device)
+    c = _float64_rows(centres, "centres")
+    x = _float64_rows(points, "points").to(c.device)
     if c.shape[1] != x.shape[1]:
         raise ValueError(f"parzen centres have {c.shape[1]} dimensions but points have {x.shape[1]}")
     single = isinstance(sigma, (int, float))

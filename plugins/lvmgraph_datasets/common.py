@@ -121,8 +121,12 @@ def labels_to_tensor(labels: np.ndarray) -> torch.Tensor:
 
 def image_bundle(*, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
                  name: str, class_names: list[str], value_range: tuple[float, float],
-                 binarize: Binarize, source: str) -> DatasetBundle:
-    """(x, y) per split -> a DatasetBundle with the image ``info`` every loader reports."""
+                 binarize: Binarize, source: str, native_shape: tuple[int, ...]) -> DatasetBundle:
+    """(x, y) per split -> a DatasetBundle with the image ``info`` every loader reports.
+
+    ``info["shape"]`` is the delivered per-image shape (c h w), after ``pad_to``;
+    ``info["native_shape"]`` the shape before padding (what evaluators crop back to).
+    """
     (x_train, y_train), (x_test, y_test) = train, test
     info = {
         "name": name,
@@ -132,6 +136,7 @@ def image_bundle(*, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.
         "value_range": tuple(float(v) for v in value_range),
         "source": source,
         "shape": tuple(x_train.shape[1:]),
+        "native_shape": tuple(int(v) for v in native_shape),
         "binarize": binarize,
     }
     return DatasetBundle(train={"x": x_train, "y": y_train}, test={"x": x_test, "y": y_test}, info=info)

@@ -71,4 +71,5 @@ def load_digits(*, test_fraction: float = 0.2, seed: int = 0, value_range: tuple
         return images, y[idx]
 
     return image_bundle(train=split("train", train_idx), test=split("test", test_idx), name="digits",
-                        class_names=DIGIT_NAMES, value_range=value_range, binarize=binarize, source="sklearn")
+                        class_names=DIGIT_NAMES, value_range=value_range, binarize=binarize, source="sklearn",
+                        native_shape=(1, 8, 8))

@@ -253,14 +253,16 @@ def load_idx_dataset(dataset: IdxDataset, *, root: str | None, download: bool, l
     """Find (or fetch) the IDX files and turn them into a DatasetBundle of (n 1 h w) images."""
     folder, files = locate(dataset, root=root, download=download)
     splits = {}
+    native_shape = None
     for split, limit in (("train", limit_train), ("test", limit_test)):
         images, labels = read_split(files, split, limit, len(dataset.class_names))
+        native_shape = (1, *images.shape[1:])  # IDX images are (n h w), one channel
         x = prepare_images(to_unit_float(images, max_value=255.0), split=split, seed=seed,
                            binarize=binarize, pad_to=pad_to, value_range=value_range)
         splits[split] = (x, labels_to_tensor(labels))
     return image_bundle(train=splits["train"], test=splits["test"], name=dataset.name,
                         class_names=dataset.class_names, value_range=value_range, binarize=binarize,
-                        source=str(folder))
+                        source=str(folder), native_shape=native_shape)
 
 
 def load_fashion_mnist(*, root: str | None = None, download: bool = False, limit_train: int | None = None,

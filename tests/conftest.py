@@ -1,0 +1,12 @@
+"""Suite-wide settings.
+
+Tests train tiny models whose matrix products are too small to gain from a second thread, and
+lose a great deal to thread contention when the machine is busy; one thread also keeps results
+bit-identical between the in-process and subprocess halves of the resume tests.
+"""
+import os
+
+import torch
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the CLI subprocesses tests start
+torch.set_num_threads(1)
