@@ -31,7 +31,11 @@ FIGURES = {
     "prior_mmd": [("mmd2", "latent MMD² IMQ (floor)")],
     "reconstruction_error": [("mse", "test recon. MSE")],
     "iwae_nll": [("nll", "test IWAE NLL nats"), ("elbo", "test ELBO nats")],
+    "evaluator_fd": [("fd", "evaluator FD (real-vs-real floor)")],
+    "precision_recall": [("precision", "precision k=3"), ("recall", "recall k=3")],
 }
+# published figures to compare with, where a paper reports one on the same data and protocol
+PUBLISHED: dict[tuple[str, str], str] = {}
 
 
 def figures(results: dict) -> dict[str, str]:
@@ -42,7 +46,7 @@ def figures(results: dict) -> dict[str, str]:
         r = results[metric]
         for key, label in items:
             text = f"{r[key]:.4g}"
-            if "floor" in r and "floor" in label:
+            if "floor" in r and "floor" in label and isinstance(r["floor"], (int, float)):
                 text += f" ({r['floor']:.3g})"
             if metric == "iwae_nll" and key == "nll":
                 p = r.get("protocol", {})
@@ -75,13 +79,13 @@ def write_table(rows: list[dict], path: Path) -> None:
         "",
         "## Core specs: before (step 0) vs after training",
         "",
-        "| spec | steps | train time | figure | before | after |",
-        "|---|---|---|---|---|---|",
+        "| spec | steps | train time | figure | before | after | published |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         for label, after in row["after"].items():
             lines.append(f"| `specs/{row['spec']}.yaml` | {row['steps']} | {row['train_seconds']} s | {label} | "
-                         f"{row['before'].get(label, '–')} | {after} |")
+                         f"{row['before'].get(label, '–')} | {after} | {PUBLISHED.get((row['spec'], label), '–')} |")
     lines += ["", "Floors in parentheses are the same statistic between two independent prior samples of the",
               "same size: what a perfect match scores. IWAE NLL (Burda et al., 2016) is on grey-level",
               "Fashion-MNIST treated as Bernoulli targets, so it is not comparable to binarised-MNIST tables.", ""]
