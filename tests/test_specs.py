@@ -66,7 +66,8 @@ def test_spec_validates_and_trains_a_few_steps(path, tmp_path):
     # one metrics row per step, each with every minimised term and phase total, all finite
     rows = run.read_metrics()
     assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
-    expected = {term for phase in spec.phases for term in phase.terms} | {phase.label for phase in spec.phases}
+    expected = {term for phase in spec.phases for term in phase.terms} | {
+        phase.label for phase in spec.phases if len(phase.terms) > 1}  # a weighted sum also logs its total
     for row in rows:
         assert expected <= set(row), f"step {row['step']} lacks {expected - set(row)}"
         bad = {k: v for k, v in row.items() if k in expected and not math.isfinite(v)}
@@ -96,7 +97,10 @@ def test_spec_validates_and_trains_a_few_steps(path, tmp_path):
     assert set(results) == {m for m, _ in spec.eval.items()}
     for metric, out in results.items():
         numbers = {k: v for k, v in out.items() if isinstance(v, (int, float)) and k != "seconds"}
-        assert numbers and all(math.isfinite(v) for v in numbers.values()), (metric, out)
+        # NaN is a documented "undefined" (e.g. reverse KL with no high-quality sample after 3 steps);
+        # infinities and all-NaN results are not
+        assert numbers and any(math.isfinite(v) for v in numbers.values()), (metric, out)
+        assert not any(math.isinf(v) for v in numbers.values()), (metric, out)
 
 
 def small(metric: str, settings: dict) -> dict:
