@@ -75,13 +75,15 @@ def main(argv=None) -> int:
     from .spec.errors import SpecError
     from .train.checkpoint import CheckpointError
     from .train.rundir import RunDirError
+    from .eval.inception import InceptionUnavailable
     from .eval.runner import UnknownMetric, UnknownValue
     try:
         return _COMMANDS[args.command](args)
     except SpecError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_SPEC
-    except (RunDirError, CheckpointError, FileNotFoundError, UnknownMetric, UnknownValue) as exc:
+    except (RunDirError, CheckpointError, FileNotFoundError, UnknownMetric, UnknownValue,
+            InceptionUnavailable) as exc:  # the message says how to fix it: a traceback adds nothing
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_SPEC
     except BrokenPipeError:  # `lvmgraph plugins --json | head`

@@ -141,8 +141,9 @@ def run(name, ctx, **settings):
 
 def test_metrics_are_registered_with_documented_params_and_the_protocol_defaults():
     reg = registry()
-    assert reg.names("metric") == ["class_accuracy", "code_accuracy", "density_coverage", "evaluator_fd",
-                                   "evaluator_kid", "mode_coverage", "parzen_ll", "precision_recall"]
+    assert reg.names("metric") == ["class_accuracy", "code_accuracy", "content_preservation", "cycle_error",
+                                   "density_coverage", "evaluator_fd", "evaluator_kid", "inception_fid",
+                                   "inception_score", "mode_coverage", "parzen_ll", "precision_recall"]
     for entry in reg.entries("metric"):
         assert entry.summary, entry.name
         for name, info in entry.params.model_fields.items():

@@ -23,6 +23,7 @@ from lvmgraph_aae.metrics import prior_mmd
 from lvmgraph_aae.metrics import register_metrics as register_aae_metrics
 from lvmgraph_core.metrics import reconstruction_error
 from lvmgraph_core.metrics import register_metrics as register_core_metrics
+from lvmgraph_core.priors import UniformPrior
 from lvmgraph_vae.metrics import elbo, iwae_nll
 from lvmgraph_vae.metrics import register_metrics as register_vae_metrics
 
@@ -315,6 +316,37 @@ def test_prior_mmd_is_at_the_floor_for_prior_codes_and_far_above_for_shifted_cod
     assert abs(matched["floor"]) < 0.01
     assert shifted["mmd2"] > 100 * 0.01
     assert matched["protocol"]["n"] == 500 and matched["protocol"]["kernel"] == "imq"
+
+
+def uniform_code_context(shift, n=2000, half_width=4.0):
+    """Codes that are draws of U[−w, w]² (plus ``shift``), against the real uniform prior component."""
+    x = (torch.rand(n, 2, generator=torch.Generator().manual_seed(12), dtype=DTYPE) * 2 - 1) * half_width
+    return GraphContext({"z": lambda v: v["x"] + shift},
+                        {"prior": UniformPrior(shape=[2], low=-half_width, high=half_width)},
+                        DatasetBundle(train={"x": x}, test={"x": x}))
+
+
+def test_prior_mmd_auto_variance_scales_the_kernel_to_a_uniform_prior():
+    reg = metric_registry()
+    default = run(reg, "prior_mmd", uniform_code_context(0.0), n=2000)
+    assert default["protocol"]["sigma2"] == 1.0 and default["protocol"]["prior_variance"] == 1.0  # N(0, I) default
+    matched = run(reg, "prior_mmd", uniform_code_context(0.0), n=2000, prior_variance="auto")
+    # U[−4, 4] has variance 8² / 12 = 16/3 per axis; the sample estimate is within ~2% (one sd) at n = 2000
+    assert matched["protocol"]["sigma2"] == pytest.approx(16 / 3, rel=0.06)
+    assert matched["protocol"]["prior_variance"] == "auto"
+    # two samples of one distribution: at the floor, near 0, whatever the kernel's width
+    assert abs(matched["mmd2"]) < 0.01 and abs(matched["floor"]) < 0.01
+    assert abs(matched["mmd2"] - matched["floor"]) < 0.01
+    # the scaled kernel still sees a shift of a quarter of the box's width
+    shifted = run(reg, "prior_mmd", uniform_code_context(2.0), n=2000, prior_variance="auto")
+    assert shifted["mmd2"] > 10 * 0.01
+    # an explicit value is used as given: C = 2·d·σ²·s
+    explicit = run(reg, "prior_mmd", uniform_code_context(0.0), n=2000, prior_variance=16 / 3)
+    assert explicit["protocol"]["sigma2"] == 16 / 3
+    with pytest.raises(ValidationError):
+        reg.get("metric", "prior_mmd").params(prior_variance=0.0)
+    with pytest.raises(ValidationError):
+        reg.get("metric", "prior_mmd").params(prior_variance="wide")
 
 
 def test_prior_ks_is_at_the_floor_for_prior_codes_and_far_above_for_shifted_codes():

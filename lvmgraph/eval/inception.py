@@ -5,13 +5,20 @@ Axis legend: n samples, c channels (1 or 3), h w spatial.
 Public API::
 
     inception_features(x, weights=None, *, batch_size=50, device="cpu") -> Tensor (n, 2048)
-    load_inception(weights=None, *, device="cpu") -> the feature network (fc replaced by Identity)
+    inception_logits(x, weights=None, *, batch_size=50, device="cpu")   -> Tensor (n, 1000)
+    inception_outputs(x, weights=None, *, batch_size=50, device="cpu")  -> (features (n, 2048), logits (n, 1000))
+    load_inception(weights=None, *, device="cpu") -> the feature network (fc replaced by Identity;
+                                                     the ImageNet classifier kept as ``.imagenet_fc``)
     inception_weights_path(weights=None) -> Path     # the file that would be used
+    weights_sha256(path) -> str                      # of the weights file; cached by path, size and mtime
     InceptionUnavailable(RuntimeError)               # no weights file: the message says how to get one
 
 ``x`` holds images in [0, 1], (n, c, h, w) or (n, h, w) with c = 1 or 3 (e.g. an evaluator's
 ``prepare`` output). They are resized to 299x299 (bilinear, as pytorch-fid does), grey images are
 replicated to 3 channels, and the result is ImageNet-normalised — torchvision's input convention.
+Features are the 2048-d output of the final average pool ("pool3"); logits are the 1000 ImageNet
+classes of the network's own ``fc`` applied to those features (what the Inception Score uses), so
+``inception_outputs`` gets both from one forward pass.
 
 The network is torchvision's ``inception_v3(weights=None, aux_logits=True, init_weights=False,
 transform_input=True)`` (``transform_input`` is what torchvision sets when it loads these weights
@@ -26,6 +33,7 @@ evaluator (``lvmgraph.eval.evaluator``) is the better-founded feature space anyw
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -33,11 +41,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["InceptionUnavailable", "inception_features", "load_inception", "inception_weights_path",
-           "ENV_VAR", "FEATURE_DIM"]
+__all__ = ["InceptionUnavailable", "inception_features", "inception_logits", "inception_outputs", "load_inception",
+           "inception_weights_path", "weights_sha256", "ENV_VAR", "FEATURE_DIM", "NUM_CLASSES"]
 
 ENV_VAR = "LVMGRAPH_INCEPTION_WEIGHTS"
 FEATURE_DIM = 2048
+NUM_CLASSES = 1000
 INPUT_SIZE = 299
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -75,15 +84,41 @@ def inception_weights_path(weights: str | os.PathLike | None = None) -> Path:
     return path
 
 
+def _file_key(path: Path) -> tuple:
+    """What identifies a file's contents cheaply: resolved path, size and modification time."""
+    stat = path.stat()
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+
+
+#: (path, size, mtime_ns) -> sha256 hex digest of the file
+_SHA256: dict[tuple, str] = {}
+
+
+def weights_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a weights file, hashed once per (path, size, mtime): the file is ~100 MB."""
+    path = Path(path).expanduser()
+    key = _file_key(path)
+    if key not in _SHA256:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _SHA256[key] = h.hexdigest()
+    return _SHA256[key]
+
+
 #: (path, size, mtime_ns, device) -> the loaded network; one entry, the last used
 _LOADED: dict[tuple, nn.Module] = {}
 
 
 def load_inception(weights: str | os.PathLike | None = None, *, device: str | torch.device = "cpu") -> nn.Module:
-    """torchvision's Inception-v3 with the local state dict, ``fc`` replaced by Identity, in eval mode."""
+    """torchvision's Inception-v3 with the local state dict, in eval mode.
+
+    ``fc`` is replaced by Identity, so calling the network gives the (n, 2048) pool features; the
+    original ImageNet classifier stays available as ``model.imagenet_fc`` (2048 -> 1000 logits).
+    """
     path = inception_weights_path(weights)
-    stat = path.stat()
-    cache_key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, str(torch.device(device)))
+    cache_key = (*_file_key(path), str(torch.device(device)))
     if cache_key in _LOADED:
         return _LOADED[cache_key]
     from torchvision.models import inception_v3  # lazy: slow to import, rarely needed
@@ -97,6 +132,8 @@ def load_inception(weights: str | os.PathLike | None = None, *, device: str | to
     except Exception as err:  # unpickling errors, missing or unexpected keys, shape mismatches
         raise InceptionUnavailable(f"{path}: not a torchvision Inception-v3 state dict ({err}).\n"
                                    + HOW_TO_GET) from err
+    # features are the pool output; the classifier is kept aside for the logits (Inception Score)
+    model.imagenet_fc = model.fc
     model.fc = nn.Identity()
     model = model.to(device).eval()
     for p in model.parameters():
@@ -123,13 +160,32 @@ def inception_input(x: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std
 
 
-def inception_features(x: torch.Tensor, weights: str | os.PathLike | None = None, *, batch_size: int = 50,
-                       device: str | torch.device = "cpu") -> torch.Tensor:
-    """(n, 2048) pool features of images in [0, 1]; float32 on the CPU. See the module docstring."""
+def inception_outputs(x: torch.Tensor, weights: str | os.PathLike | None = None, *, batch_size: int = 50,
+                      device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Images in [0, 1] -> (n, 2048) pool features and (n, 1000) ImageNet logits, from one forward pass.
+
+    Both float32 on the CPU. See the module docstring for the input convention.
+    """
     model = load_inception(weights, device=device)
-    outs = []
+    features, logits = [], []
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
             batch = inception_input(x[start:start + batch_size].to(device))
-            outs.append(model(batch).float().cpu())
-    return torch.cat(outs) if outs else torch.zeros(0, FEATURE_DIM)
+            pooled = model(batch)
+            features.append(pooled.float().cpu())
+            logits.append(model.imagenet_fc(pooled).float().cpu())
+    if not features:
+        return torch.zeros(0, FEATURE_DIM), torch.zeros(0, NUM_CLASSES)
+    return torch.cat(features), torch.cat(logits)
+
+
+def inception_features(x: torch.Tensor, weights: str | os.PathLike | None = None, *, batch_size: int = 50,
+                       device: str | torch.device = "cpu") -> torch.Tensor:
+    """(n, 2048) pool features of images in [0, 1]; float32 on the CPU. See the module docstring."""
+    return inception_outputs(x, weights, batch_size=batch_size, device=device)[0]
+
+
+def inception_logits(x: torch.Tensor, weights: str | os.PathLike | None = None, *, batch_size: int = 50,
+                     device: str | torch.device = "cpu") -> torch.Tensor:
+    """(n, 1000) ImageNet logits of images in [0, 1]; float32 on the CPU (softmax gives p(y|x))."""
+    return inception_outputs(x, weights, batch_size=batch_size, device=device)[1]

@@ -1,10 +1,11 @@
 """Two-sample statistics and numerically careful reductions used by metrics (and losses).
 
 Also the pure maths of the evaluation plugin (``lvmgraph_eval``): Fréchet distance, KID,
-precision/recall/density/coverage, Hungarian-matched accuracy, mode coverage, Parzen windows.
+Inception Score, precision/recall/density/coverage, Hungarian-matched accuracy, mode coverage,
+Parzen windows.
 
 Axis legend: n, m sample counts, d features (anything after the first axis is flattened),
-k importance samples.
+k importance samples, K classes.
 """
 from __future__ import annotations
 
@@ -273,6 +274,42 @@ def kid(x, y, subsets: int = 100, subset_size: int = 1000,
         values.append(polynomial_mmd2_unbiased(xs, ys).cpu())
     values = torch.cat(values)
     return KidResult(values.mean().item(), values.std(unbiased=False).item(), values)
+
+
+class InceptionScore(NamedTuple):
+    """The Inception Score averaged over splits, its spread across splits, and the per-split scores (splits,)."""
+
+    mean: float
+    std: float
+    values: torch.Tensor
+
+
+def inception_score_from_probs(probs, splits: int = 10) -> InceptionScore:
+    """Class probabilities p(y|x) (n K) -> the Inception Score of Salimans et al. (2016).
+
+    The rows are cut into ``splits`` consecutive parts (sizes differ by at most one, as
+    ``i·n // splits`` boundaries give, like the authors' code); in each part
+    IS = exp(E_x KL(p(y|x) ‖ p(y))), with p(y) the mean of the part's rows. Returns the mean
+    and standard deviation (ddof 0, as the authors' ``np.std``) over parts. 0·log 0 counts as
+    0, so one-hot rows are fine. IS lies in [1, K]: 1 when every row is the same, K when the
+    rows are one-hot and spread evenly over all K classes.
+    """
+    p = _float64_rows(probs, "probs")
+    n = p.shape[0]
+    if not 1 <= splits <= n:
+        raise ValueError(f"the Inception Score needs between 1 and n = {n} splits, got {splits}")
+    if bool((p < 0).any()) or not torch.allclose(p.sum(dim=1), torch.ones_like(p[:, 0]), atol=1e-6):
+        raise ValueError("inception_score_from_probs needs rows of probabilities (non-negative, summing "
+                         "to 1): apply softmax to logits first")
+    scores = []
+    for i in range(splits):
+        part = p[i * n // splits:(i + 1) * n // splits]
+        marginal = part.mean(dim=0, keepdim=True)
+        # xlogy gives 0·log 0 = 0; where p(y) = 0 every p(y|x) in the part is 0 as well
+        kl = (torch.special.xlogy(part, part) - torch.special.xlogy(part, marginal)).sum(dim=1)
+        scores.append(kl.mean().exp())
+    values = torch.stack(scores).cpu()
+    return InceptionScore(values.mean().item(), values.std(unbiased=False).item(), values)
 
 
 def kth_neighbour_radii(x: torch.Tensor, k: int, chunk: int = 1024) -> torch.Tensor:

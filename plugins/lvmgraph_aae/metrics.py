@@ -26,7 +26,10 @@ class PriorMatchParams(Params):
 class PriorMmdParams(PriorMatchParams):
     scales: list[PositiveFloat] = Field(
         list(IMQ_SCALES), min_length=1,
-        description="IMQ kernel scales s; each adds C/(C + ‖a−b‖²), C = 2·d·s")
+        description="IMQ kernel scales s; each adds C/(C + ‖a−b‖²), C = 2·d·σ²·s")
+    prior_variance: PositiveFloat | Literal["auto"] = Field(
+        1.0, description="σ² in the IMQ constant C = 2·d·σ²·s: the prior's per-axis variance (1.0 for the WAE "
+                         "paper's N(0, I)); auto: the mean per-axis variance of the prior sample")
 
 
 class PriorKsParams(PriorMatchParams):
@@ -80,20 +83,34 @@ def _protocol(s: PriorMatchParams, n: int, seed: int, **extra) -> dict:
             "seed": seed, **extra}
 
 
+def kernel_variance(setting: float | str, prior_sample: torch.Tensor) -> float:
+    """σ² of the IMQ constant: the ``prior_variance`` setting, or for "auto" the mean over axes of the
+    prior sample's (n d) unbiased per-axis variance."""
+    if setting == "auto":
+        return prior_sample.var(dim=0).mean().item()
+    return float(setting)
+
+
 def prior_mmd(ctx, **settings) -> dict:
     """Encoded data (n d) vs n prior samples -> unbiased MMD² under the multi-scale IMQ kernel.
 
+    k(a, b) = Σ_s C_s / (C_s + ‖a − b‖²), C_s = 2·d·σ²·s (WAE, Tolstikhin et al. 2018). σ² is
+    ``prior_variance``: 1.0 for the paper's N(0, I) prior; a prior of another spread (a uniform
+    box, a wide mixture) needs its own, else every scale sees the codes as near or far alike —
+    "auto" takes the mean per-axis variance of the prior sample (e.g. 16/3 for U[−4, 4]^d).
     0 means the aggregate posterior matches the prior; ``floor`` is the same estimate between
     two independent prior samples of size n, i.e. what a perfect match scores at this n
     (the unbiased estimate fluctuates around 0 and can be slightly negative).
     """
     s = PriorMmdParams(**settings)
     codes, reference, second, seed = _encoded_and_prior(ctx, s)
+    sigma2 = kernel_variance(s.prior_variance, reference)
     return {
-        "mmd2": mmd_imq(codes, reference, scales=s.scales).item(),
-        "floor": mmd_imq(second, reference, scales=s.scales).item(),
+        "mmd2": mmd_imq(codes, reference, scales=s.scales, sigma2=sigma2).item(),
+        "floor": mmd_imq(second, reference, scales=s.scales, sigma2=sigma2).item(),
         "protocol": _protocol(s, codes.shape[0], seed, kernel="imq", scales=list(s.scales),
-                              sigma2=1.0, estimator="unbiased"),
+                              sigma2=sigma2, prior_variance=s.prior_variance,
+                              kernel_constant="C = 2·d·sigma2·s", estimator="unbiased"),
     }
 
 
