@@ -1,17 +1,20 @@
-"""Mode coverage of the 2-D GAN specs over several seeds: mean ± standard error, as a markdown table.
+"""One spec trained from scratch under several seeds: its eval figures as mean ± standard error.
 
-    python benchmarks/gan_modes.py specs/gan_ring8.yaml --seeds 10
-    python benchmarks/gan_modes.py specs/gan_grid25.yaml --seeds 10 --jobs 2 --json benchmarks/gan_modes.json
-    python benchmarks/gan_modes.py specs/gan_ring8.yaml --seeds 10 --pack 1 --label "GAN (no packing)"
+    python benchmarks/seeds.py specs/gan_ring8.yaml --seeds 10 --jobs 2
+    python benchmarks/seeds.py specs/gan_ring8.yaml --seeds 10 --pack 1 --label "GAN, no packing"
+    python benchmarks/seeds.py specs/infogan_digits.yaml --seeds 10 --jobs 2
+    python benchmarks/seeds.py --table-only            # print the table of benchmarks/seeds.json
 
-Each seed trains the spec from scratch with ``seed=S`` and ``data.seed=S`` (a new initialisation,
-batch order and training draw of the mixture) and evaluates the ``mode_coverage`` metric of
-``plugins/lvmgraph_eval`` (PacGAN/VEEGAN protocol: 2,500 generated points, nearest mode, high
-quality within 3σ, a mode counts as captured with at least one high-quality point), on the EMA
-generator when the spec keeps one. ``--pack M`` is the PacGAN switch: the critic sees packs of M
-points (the spec's ``d_real``/``d_fake`` are rewritten to ``critic(pack(x, M))`` and the critic's
-``in_shape`` to [2M]; M = 1 is the plain GAN). ``--track K`` also evaluates every K steps (for tuning).
-With ``--json`` the rows are merged into that file under their label (other labels are kept).
+Each seed S trains the spec with ``seed=S`` and ``data.seed=S`` (a new initialisation, batch
+order and, for the synthetic mixtures, a new training draw) and runs the spec's own ``eval:``
+section on the final weights (the EMA weights when the spec keeps them). The headline figures
+of every metric (``all_specs.FIGURES``) are summarised as mean ± standard error of the mean
+over seeds. Rows are merged into ``benchmarks/seeds.json`` under their label (other labels are
+kept), which ``all_specs.py`` turns into the multi-seed table of docs/BENCHMARKS.md.
+
+``--pack M`` is the PacGAN switch for the 2-D GAN specs: the critic sees packs of M points
+(``d_real``/``d_fake`` become ``critic(pack(x, M))`` and the critic's ``in_shape`` [2M];
+M = 1 is the plain GAN). ``--track K`` also evaluates every K steps (for tuning).
 """
 from __future__ import annotations
 
@@ -19,14 +22,18 @@ import argparse
 import json
 import math
 import os
+import resource
 import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from all_specs import FIGURES, SCALE  # noqa: E402  (the same headline figures as the main table)
+
 ROOT = Path(__file__).resolve().parents[1]
-FIGURES = (("modes", "modes"), ("high_quality", "high quality %"), ("reverse_kl", "reverse KL"))
+JSON = ROOT / "benchmarks" / "seeds.json"
 
 
 def mean_se(values: list[float]) -> tuple[float, float]:
@@ -37,8 +44,26 @@ def mean_se(values: list[float]) -> tuple[float, float]:
     return mean, se
 
 
+def figure_order(key: str) -> int:
+    """Position of "metric.key" in FIGURES, so tables list figures in the order the main table does."""
+    order = [f"{m}.{k}" for m, items in FIGURES.items() for k, _label, _fmt in items]
+    return order.index(key) if key in order else len(order)
+
+
+def headline(results: dict) -> dict[str, float]:
+    """eval results -> {"metric.key": value} for the headline figures."""
+    out = {}
+    for metric, items in FIGURES.items():
+        r = results.get(metric)
+        if isinstance(r, dict):
+            for key, _label, _fmt in items:
+                if isinstance(r.get(key), (int, float)):
+                    out[f"{metric}.{key}"] = float(r[key])
+    return out
+
+
 def train_one(spec: str, seed: int, overrides: list[str], track: int | None) -> dict:
-    """Train one seed in this process; returns the final mode-coverage figures (and the track)."""
+    """Train one seed in this process (one torch thread) -> its headline figures and cost."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
@@ -48,84 +73,107 @@ def train_one(spec: str, seed: int, overrides: list[str], track: int | None) -> 
     from lvmgraph.spec.load import load_spec
     from lvmgraph.train.trainer import Trainer
 
-    loaded = load_spec(spec, [*overrides, f"seed={seed}", f"data.seed={seed}", "train.progress=false"])
+    loaded = load_spec(spec, [*overrides, f"seed={seed}", f"data.seed={seed}", "train.progress=false",
+                              "train.threads=1"])
     exp = prepare(loaded, device="cpu")
     trainer = Trainer(exp, None, progress=False)
     history = []
-
-    def measure() -> dict:
-        out = evaluate(exp, [("mode_coverage", {})])["mode_coverage"]
-        return {k: out[k] for k, _ in FIGURES} | {"modes_total": out["modes_total"], "counts": out["counts"]}
-
     if track:
         def watch(t: Trainer) -> None:
             if t.step % track == 0:
-                history.append({"step": t.step, **{k: v for k, v in measure().items() if k in dict(FIGURES)}})
+                history.append({"step": t.step, **headline(evaluate(exp))})
         trainer.callbacks.append(watch)
-    start = time.perf_counter()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu, wall = usage.ru_utime + usage.ru_stime, time.perf_counter()
     trainer.fit()
-    seconds = time.perf_counter() - start
-    return {"seed": seed, "steps": trainer.step, "train_seconds": round(seconds, 1), **measure(),
-            **({"track": history} if track else {})}
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu, wall = usage.ru_utime + usage.ru_stime - cpu, time.perf_counter() - wall
+    results = evaluate(exp)
+    extra = {"counts": results["mode_coverage"]["counts"]} if "mode_coverage" in results else {}
+    return {"seed": seed, "steps": trainer.step, "train_cpu_s": round(cpu, 1), "train_wall_s": round(wall, 1),
+            "figures": headline(results), **extra, **({"track": history} if track else {})}
 
 
 def summarise(rows: list[dict]) -> dict:
-    out = {"seeds": len(rows)}
-    for key, _ in FIGURES:
-        values = [r[key] for r in rows if not math.isnan(r[key])]
-        out[key] = mean_se(values) if values else (float("nan"), float("nan"))
-    out["train_seconds"] = mean_se([r["train_seconds"] for r in rows])
-    out["all_modes"] = sum(r["modes"] == r["modes_total"] for r in rows)
+    keys = sorted({k for r in rows for k in r["figures"]})
+    out = {k: mean_se([r["figures"][k] for r in rows if not math.isnan(r["figures"].get(k, math.nan))])
+           for k in keys}
+    out["train_cpu_s"] = mean_se([r["train_cpu_s"] for r in rows])
     return out
 
 
+def labelled(key: str) -> tuple[str, str]:
+    """"metric.key" -> (its table label, its format)."""
+    metric, name = key.split(".", 1)
+    for k, label, fmt in FIGURES.get(metric, []):
+        if k == name:
+            return label.replace(" (floor)", ""), fmt
+    return key, "{:.4g}"
+
+
 def table(results: dict[str, dict]) -> str:
-    lines = ["| run | seeds | modes | high quality % | reverse KL | seeds with all modes | train s / seed |",
+    lines = ["| run | seeds | figure | mean ± s.e. | all seeds | steps | CPU-min / seed |",
              "|---|---|---|---|---|---|---|"]
     for label, res in results.items():
-        s = res["summary"]
-        cells = [f"{s[k][0]:.3g} ± {s[k][1]:.2g}" for k, _ in FIGURES]
-        lines.append(f"| {label} | {s['seeds']} | {' | '.join(cells)} | {s['all_modes']}/{s['seeds']} "
-                     f"| {s['train_seconds'][0]:.0f} |")
+        rows, s = res["rows"], res["summary"]
+        first = True
+        for key in sorted((k for k in s if k != "train_cpu_s"), key=figure_order):
+            name, fmt = labelled(key)
+            scale = SCALE.get(tuple(key.split(".", 1)), 1)
+            mean, se = s[key]
+            values = ", ".join(fmt.format(r["figures"][key] * scale) for r in rows if key in r["figures"])
+            head = (f"| {label} | {len(rows)} |" if first else "| | |")
+            tail = (f"{rows[0]['steps']} | {s['train_cpu_s'][0] / 60:.1f} |" if first else " | |")
+            lines.append(f"{head} {name} | {fmt.format(mean * scale)} ± {fmt.format(se * scale)} | {values} | {tail}")
+            first = False
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("spec", help="a toy2d GAN spec, e.g. specs/gan_ring8.yaml")
-    parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default 10)")
+    parser.add_argument("spec", nargs="?", help="a spec, e.g. specs/gan_ring8.yaml")
+    parser.add_argument("--seeds", type=int, default=10, help="seeds first..first+N-1 (default 10)")
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="spec override, as `lvmgraph run --set` (repeatable)")
-    parser.add_argument("--pack", type=int, help="pack M points per critic input (1 = plain GAN)")
+    parser.add_argument("--pack", type=int, help="2-D GAN specs: pack M points per critic input (1 = plain GAN)")
     parser.add_argument("--label", help="row label (default: the spec's stem plus overrides)")
     parser.add_argument("--jobs", type=int, default=1, help="seeds trained in parallel (one thread each)")
-    parser.add_argument("--track", type=int, help="also measure every K steps and print the curve")
-    parser.add_argument("--json", type=Path, help="merge the rows into this JSON file (e.g. benchmarks/gan_modes.json)")
+    parser.add_argument("--track", type=int, help="also evaluate every K steps and print the curve")
+    parser.add_argument("--json", type=Path, default=JSON, help="merge the rows into this file")
+    parser.add_argument("--no-json", action="store_true", help="do not record the rows (tuning runs)")
+    parser.add_argument("--table-only", action="store_true", help="print the table of --json and stop")
     args = parser.parse_args(argv)
+    if args.table_only:
+        print(table(json.loads(args.json.read_text())))
+        return 0
+    if not args.spec:
+        parser.error("a spec is required (or --table-only)")
 
-    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     label = args.label or " ".join([Path(args.spec).stem, *([f"pack={args.pack}"] if args.pack else []),
                                     *args.overrides])
+    overrides = list(args.overrides)
     if args.pack:
-        args.overrides = [f"components.critic.in_shape=[{2 * args.pack}]",
-                          f"graph.d_real=critic(pack(x, {args.pack}))",
-                          f"graph.d_fake=critic(pack(x_fake, {args.pack}))", *args.overrides]
-    work = [(args.spec, s, args.overrides, args.track) for s in seeds]
+        overrides = [f"components.critic.in_shape=[{2 * args.pack}]",
+                     f"graph.d_real=critic(pack(x, {args.pack}))",
+                     f"graph.d_fake=critic(pack(x_fake, {args.pack}))", *overrides]
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    work = [(args.spec, s, overrides, args.track) for s in seeds]
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
             rows = list(pool.map(train_one, *zip(*work)))
     else:
         rows = [train_one(*w) for w in work]
     for r in rows:
-        print(f"seed {r['seed']}: modes {r['modes']}, high quality {r['high_quality']:.1f}%, "
-              f"reverse KL {r['reverse_kl']:.3f}, {r['train_seconds']} s, counts {r['counts']}", file=sys.stderr)
+        figs = ", ".join(f"{k} {v:.4g}" for k, v in r["figures"].items())
+        print(f"seed {r['seed']}: {figs}; {r['train_cpu_s']} CPU-s {r.get('counts', '')}", file=sys.stderr)
         for h in r.get("track", []):
-            print(f"    step {h['step']}: modes {h['modes']}, hq {h['high_quality']:.1f}%, "
-                  f"rkl {h['reverse_kl']:.3f}", file=sys.stderr)
-    results = {label: {"spec": args.spec, "overrides": args.overrides, "rows": rows, "summary": summarise(rows)}}
+            print(f"    step {h['step']}: " + ", ".join(f"{k} {v:.4g}" for k, v in h.items() if k != "step"),
+                  file=sys.stderr)
+    results = {label: {"spec": args.spec, "overrides": overrides, "rows": rows, "summary": summarise(rows),
+                       "measured": time.strftime("%Y-%m-%d")}}
     print(table(results))
-    if args.json:
+    if not args.no_json:
         merged = json.loads(args.json.read_text()) if args.json.exists() else {}
         merged.update(results)
         args.json.write_text(json.dumps(merged, indent=1) + "\n")

@@ -1,0 +1,49 @@
+"""The benchmark scripts still run end to end (on a tiny budget) and write their tables."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+
+
+def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_all_specs_measures_a_spec_and_writes_its_rows_between_the_markers(tmp_path):
+    sys.path.insert(0, str(BENCH))
+    try:
+        import all_specs
+    finally:
+        sys.path.remove(str(BENCH))
+    record = all_specs.measure(ROOT / "specs" / "aae_uniform.yaml", ["train.steps=20"])
+    assert record["steps"] == 20 and record["train_cpu_s"] > 0
+    before, after = record["before"], record["after"]
+    assert set(before) == set(after) == {"reconstruction_error", "prior_mmd", "prior_ks"}
+    assert after["reconstruction_error"]["mse"] < before["reconstruction_error"]["mse"]
+
+    doc = tmp_path / "B.md"
+    doc.write_text("# Benchmarks\n\nintro kept\n\n<!-- all_specs.py: begin -->\nold\n<!-- all_specs.py: end -->\ntail kept\n")
+    all_specs.write_doc([record], doc)
+    text = doc.read_text()
+    assert "intro kept" in text and "tail kept" in text and "old" not in text
+    row = next(line for line in text.splitlines() if line.startswith("| `aae_uniform`"))
+    assert "test recon. MSE" in row and f"{after['reconstruction_error']['mse']:.4f}" in row
+    assert "latent MMD² IMQ (floor)" in text
+
+
+def test_seeds_script_reports_mean_and_standard_error_over_seeds(tmp_path):
+    out = tmp_path / "seeds.json"
+    proc = run_script(str(BENCH / "seeds.py"), "specs/gan_ring8.yaml", "--seeds", "2", "--set", "train.steps=30",
+                      "--pack", "1", "--label", "tiny", "--json", str(out), cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())["tiny"]["rows"]
+    assert [r["seed"] for r in rows] == [0, 1]
+    assert all(r["steps"] == 30 for r in rows)
+    modes = [r["figures"]["mode_coverage.modes"] for r in rows]
+    summary = json.loads(out.read_text())["tiny"]["summary"]["mode_coverage.modes"]
+    assert summary[0] == sum(modes) / 2
+    assert summary[1] == abs(modes[0] - modes[1]) / 2  # s.e. of two values: |a − b| / 2
+    assert "| tiny | 2 | modes captured |" in proc.stdout
