@@ -115,7 +115,8 @@ def test_a_gan_on_the_ring_captures_more_modes_after_training():
     before = evaluate(exp, [("mode_coverage", {})])["mode_coverage"]
     Trainer(exp).fit()
     after = evaluate(exp, [("mode_coverage", {})])["mode_coverage"]
-    # at initialisation the generator's output is one blob near the origin, far from the ring
-    assert before["modes"] == 0 and before["high_quality"] == 0.0
-    assert after["modes"] >= 4, after
+    # at initialisation the generator's output is one smooth blob: at most a stray point lands
+    # within 3σ (0.03) of a mode
+    assert before["modes"] <= 1 and before["high_quality"] < 0.1, before
+    assert after["modes"] >= max(5, before["modes"] + 4), after
     assert after["high_quality"] > before["high_quality"]
