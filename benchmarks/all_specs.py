@@ -38,15 +38,15 @@ DOC = ROOT / "docs" / "BENCHMARKS.md"
 BEGIN, END = "<!-- all_specs.py: begin -->", "<!-- all_specs.py: end -->"
 SEEDS_BEGIN, SEEDS_END = "<!-- seeds.py: begin -->", "<!-- seeds.py: end -->"
 
-# (metric, key, label, format); a result's "floor" is appended in parentheses where it exists
+# (metric, key, label, format); FLOORED figures get the result's "floor" appended: what a perfect model scores
 FIGURES: dict[str, list[tuple[str, str, str]]] = {
     "reconstruction_error": [("mse", "test recon. MSE", "{:.4f}")],
-    "prior_mmd": [("mmd2", "latent MMD² IMQ (floor)", "{:.4f}")],
-    "prior_ks": [("ks_max", "latent KS max (floor)", "{:.3f}")],
+    "prior_mmd": [("mmd2", "latent MMD² IMQ", "{:.4f}")],
+    "prior_ks": [("ks_max", "latent KS max", "{:.3f}")],
     "iwae_nll": [("nll", "test IWAE NLL nats", "{:.2f}"), ("elbo", "test ELBO nats", "{:.2f}")],
     "elbo": [("elbo", "test ELBO nats", "{:.2f}")],
-    "evaluator_fd": [("fd", "evaluator FD (floor)", "{:.1f}")],
-    "evaluator_kid": [("kid", "evaluator KID ×10³ (floor)", "{:.2f}")],
+    "evaluator_fd": [("fd", "evaluator FD", "{:.1f}")],
+    "evaluator_kid": [("kid", "evaluator KID ×10³", "{:.2f}")],
     "precision_recall": [("precision", "precision k=3", "{:.3f}"), ("recall", "recall k=3", "{:.3f}")],
     "density_coverage": [("density", "density k=5", "{:.3f}"), ("coverage", "coverage k=5", "{:.3f}")],
     "mode_coverage": [("modes", "modes captured", "{:.0f}"), ("high_quality", "high-quality %", "{:.1f}"),
@@ -54,11 +54,13 @@ FIGURES: dict[str, list[tuple[str, str, str]]] = {
     "code_accuracy": [("accuracy", "categorical code accuracy (Hungarian)", "{:.3f}")],
     "class_accuracy": [("accuracy", "requested-class accuracy", "{:.3f}")],
     "parzen_ll": [("log_likelihood", "Parzen log-likelihood", "{:.1f}")],
-    "inception_fid": [("fid", "Inception FID (floor)", "{:.1f}")],
+    "inception_fid": [("fid", "Inception FID", "{:.1f}")],
     "inception_score": [("inception_score", "Inception score", "{:.2f}")],
     "content_preservation": [("accuracy", "content preserved", "{:.3f}")],
     "cycle_error": [("l1", "cycle L1", "{:.4f}")],
 }
+FLOORED = {("prior_mmd", "mmd2"), ("prior_ks", "ks_max"), ("evaluator_fd", "fd"), ("evaluator_kid", "kid"),
+           ("inception_fid", "fid")}
 SCALE = {("evaluator_kid", "kid"): 1e3, ("evaluator_kid", "floor"): 1e3}
 
 # published figures on the same data and protocol: (spec, label) -> "figure (source, protocol)"
@@ -128,8 +130,8 @@ def figures(results: dict) -> dict[str, str]:
             text = fmt.format(r[key] * SCALE.get((metric, key), 1))
             if metric == "mode_coverage" and key == "modes":
                 text += f" / {r['modes_total']}"
-            if "(floor)" in label and isinstance(r.get("floor"), (int, float)):
-                text += f" ({fmt.format(r['floor'] * SCALE.get((metric, 'floor'), 1))})"
+            if (metric, key) in FLOORED and isinstance(r.get("floor"), (int, float)):
+                text += f" (floor {fmt.format(r['floor'] * SCALE.get((metric, 'floor'), 1))})"
             out[label] = text
     return out
 

@@ -107,7 +107,7 @@ def labelled(key: str) -> tuple[str, str]:
     metric, name = key.split(".", 1)
     for k, label, fmt in FIGURES.get(metric, []):
         if k == name:
-            return label.replace(" (floor)", ""), fmt
+            return label, fmt
     return key, "{:.4g}"
 
 

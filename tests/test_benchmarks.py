@@ -31,7 +31,7 @@ def test_all_specs_measures_a_spec_and_writes_its_rows_between_the_markers(tmp_p
     assert "intro kept" in text and "tail kept" in text and "old" not in text
     row = next(line for line in text.splitlines() if line.startswith("| `aae_uniform`"))
     assert "test recon. MSE" in row and f"{after['reconstruction_error']['mse']:.4f}" in row
-    assert "latent MMD² IMQ (floor)" in text
+    assert f"(floor {after['prior_mmd']['floor']:.4f})" in text
 
 
 def test_seeds_script_reports_mean_and_standard_error_over_seeds(tmp_path):
