@@ -27,6 +27,7 @@ import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -159,17 +160,17 @@ def main(argv=None) -> int:
                      f"graph.d_fake=critic(pack(x_fake, {args.pack}))", *overrides]
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     work = [(args.spec, s, overrides, args.track) for s in seeds]
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            rows = list(pool.map(train_one, *zip(*work)))
-    else:
-        rows = [train_one(*w) for w in work]
-    for r in rows:
-        figs = ", ".join(f"{k} {v:.4g}" for k, v in r["figures"].items())
-        print(f"seed {r['seed']}: {figs}; {r['train_cpu_s']} CPU-s {r.get('counts', '')}", file=sys.stderr)
-        for h in r.get("track", []):
-            print(f"    step {h['step']}: " + ", ".join(f"{k} {v:.4g}" for k, v in h.items() if k != "step"),
-                  file=sys.stderr)
+    rows = []
+    with ProcessPoolExecutor(args.jobs) if args.jobs > 1 else nullcontext() as pool:
+        results_in_order = pool.map(train_one, *zip(*work)) if pool else (train_one(*w) for w in work)
+        for r in results_in_order:  # report each seed as it finishes: runs take minutes
+            rows.append(r)
+            figs = ", ".join(f"{k} {v:.4g}" for k, v in r["figures"].items())
+            print(f"seed {r['seed']}: {figs}; {r['train_cpu_s']} CPU-s {r.get('counts', '')}", file=sys.stderr,
+                  flush=True)
+            for h in r.get("track", []):
+                print(f"    step {h['step']}: " + ", ".join(f"{k} {v:.4g}" for k, v in h.items() if k != "step"),
+                      file=sys.stderr, flush=True)
     results = {label: {"spec": args.spec, "overrides": overrides, "rows": rows, "summary": summarise(rows),
                        "measured": time.strftime("%Y-%m-%d")}}
     print(table(results))
