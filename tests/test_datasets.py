@@ -66,16 +66,18 @@ def registry() -> Registry:
 
 # ----------------------------------------------------------------------------- registration and params
 
-def test_registers_the_four_datasets_with_docs_and_params():
+def test_registers_the_built_in_datasets_with_docs_and_params():
     reg = registry()
-    assert reg.names("dataset") == ["digits", "fashion_mnist", "mnist", "toy2d"]
+    assert reg.names("dataset") == ["attributes", "captions", "digits", "domains", "fashion_mnist", "image_folders",
+                                    "mnist", "toy2d"]
     for name in reg.names("dataset"):
         entry = reg.get("dataset", name)
         assert entry.params is not None and entry.summary, name
         assert all(f.description for f in entry.params.model_fields.values()), name
 
 
-@pytest.mark.parametrize("name", ["digits", "fashion_mnist", "mnist", "toy2d"])
+@pytest.mark.parametrize("name", ["digits", "fashion_mnist", "mnist", "toy2d", "domains", "attributes", "captions",
+                                  "image_folders"])
 def test_params_reject_unknown_keys_including_loader_keys(name):
     params = registry().get("dataset", name).params
     for bad in ({"colour": "red"}, {"batch_size": 64}):

@@ -3,11 +3,22 @@
 - ``digits``: scikit-learn's bundled 8x8 digits, the embedded default (works offline).
 - ``fashion_mnist``, ``mnist``: IDX files from a folder, the Debian package or torchvision.
 - ``toy2d``: ring8 / grid25 (PacGAN mode-coverage mixtures), swiss_roll, moons.
+- ``domains``: two unaligned image domains (thin vs thick strokes, or class a vs b) for CycleGAN.
+- ``attributes``: thickness x colour domains with multi-hot attributes, for StarGAN.
+- ``captions``: the same images with templated captions as token ids, for text-to-image.
+- ``image_folders``: CycleGAN's trainA/trainB/testA/testB folders of image files.
+
+``morpho`` holds the transforms they use: ``thin``, ``thick`` (Morpho-MNIST) and ``tint``.
 """
 from lvmgraph import hookimpl
 
+from .attributes import AttributesParams, load_attributes
+from .captions import CaptionsParams, decode_caption, encode_caption, load_captions
 from .digits import DigitsParams, load_digits
+from .domains import DomainsParams, load_domains
+from .folders import ImageFoldersParams, load_image_folders
 from .idx import IdxParams, load_fashion_mnist, load_mnist, read_idx
+from .morpho import PALETTE, stroke_thickness, thick, thin, tint
 from .toy2d import Toy2DParams, load_toy2d
 
 
@@ -17,7 +28,14 @@ def register_datasets(register):
     register("fashion_mnist", load_fashion_mnist, params=IdxParams)
     register("mnist", load_mnist, params=IdxParams)
     register("toy2d", load_toy2d, params=Toy2DParams)
+    register("domains", load_domains, params=DomainsParams)
+    register("attributes", load_attributes, params=AttributesParams)
+    register("captions", load_captions, params=CaptionsParams)
+    register("image_folders", load_image_folders, params=ImageFoldersParams)
 
 
 __all__ = ["register_datasets", "read_idx", "load_digits", "load_fashion_mnist", "load_mnist", "load_toy2d",
-           "DigitsParams", "IdxParams", "Toy2DParams"]
+           "DigitsParams", "IdxParams", "Toy2DParams",
+           "load_domains", "load_attributes", "load_captions", "load_image_folders", "encode_caption",
+           "decode_caption", "DomainsParams", "AttributesParams", "CaptionsParams", "ImageFoldersParams",
+           "PALETTE", "stroke_thickness", "thin", "thick", "tint"]
