@@ -300,3 +300,16 @@ def test_image_folders_name_the_missing_folder_and_the_layout(tmp_path):
         load_image_folders(root=str(root), size=8)
     with pytest.raises(DatasetUnavailable, match="root .*nowhere is not a folder"):
         load_image_folders(root=str(tmp_path / "nowhere"))
+
+
+def test_declared_fields_are_the_fields_batches_hold(tmp_path):
+    # `lvmgraph validate --no-dry-run` checks graphs against the declared fields without loading data
+    reg = Registry()
+    register_datasets(reg.registrar("dataset", "datasets"))
+    bundles = {"domains": load_domains(base="digits", limit_train=400, limit_test=200),
+               "attributes": load_attributes(base="digits", limit_train=40, limit_test=20),
+               "captions": load_captions(base="digits", limit_train=40, limit_test=20),
+               "image_folders": load_image_folders(root=str(cyclegan_tree(tmp_path / "t")), size=8)}
+    for name, bundle in bundles.items():
+        declared = reg.get("dataset", name).options["fields"]
+        assert sorted(declared) == sorted(bundle.train) == sorted(bundle.test), name

@@ -85,6 +85,9 @@ def register_datasets(register):
     ``loader(**settings)`` returns an ``lvmgraph.data.DatasetBundle`` (train and test
     splits as dicts of tensors plus info). The spec's ``data:`` section names it:
     ``data: {dataset: name, batch_size: 64, **settings}``.
+    ``fields=("x_a", "x_b")`` names the fields each batch holds when they are not the
+    default ``("x", "y")``, so ``lvmgraph validate --no-dry-run`` can check the graph
+    without loading the data.
 
     Example::
 

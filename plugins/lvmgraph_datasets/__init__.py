@@ -28,10 +28,14 @@ def register_datasets(register):
     register("fashion_mnist", load_fashion_mnist, params=IdxParams)
     register("mnist", load_mnist, params=IdxParams)
     register("toy2d", load_toy2d, params=Toy2DParams)
-    register("domains", load_domains, params=DomainsParams)
-    register("attributes", load_attributes, params=AttributesParams)
-    register("captions", load_captions, params=CaptionsParams)
-    register("image_folders", load_image_folders, params=ImageFoldersParams)
+    # fields: what a batch holds, so `validate --no-dry-run` checks graphs without loading data
+    register("domains", load_domains, params=DomainsParams,
+             fields=("x_a", "x_b", "y_a", "y_b", "index_a", "index_b"))
+    register("attributes", load_attributes, params=AttributesParams, fields=("x", "y", "domain", "attributes"))
+    register("captions", load_captions, params=CaptionsParams,
+             fields=("x", "y", "domain", "attributes", "text", "text_length", "held_out"))
+    register("image_folders", load_image_folders, params=ImageFoldersParams,
+             fields=("x_a", "x_b", "index_a", "index_b"))
 
 
 __all__ = ["register_datasets", "read_idx", "load_digits", "load_fashion_mnist", "load_mnist", "load_toy2d",
