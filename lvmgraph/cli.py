@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="generate data from a run")
     s.add_argument("run_dir")
-    s.add_argument("-n", type=int, default=64)
+    s.add_argument("-n", "--n", dest="n", type=int, default=64, help="number of samples (as `eval --n`)")
     s.add_argument("--out", required=True, help="output .npz (array 'samples'); a .png writes a grid")
     s.add_argument("--given", action="append", default=[], metavar="NAME=VALUE",
                    help="fix a graph value: a number or an .npz/.npy file (repeatable)")

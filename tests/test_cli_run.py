@@ -77,7 +77,7 @@ def flow(tmp_path_factory):
     wave2 = finish({
         "resume_a": start("resume", root / "A", "--set", "train.steps=60", "--quiet", cwd=root),
         "sample_npz": start("sample", root / "B", "-n", 16, "--out", root / "s.npz", cwd=root),
-        "sample_png": start("sample", root / "B", "-n", 16, "--out", root / "grids" / "s.png", cwd=root),
+        "sample_png": start("sample", root / "B", "--n", 16, "--out", root / "grids" / "s.png", cwd=root),
         "eval": start("eval", root / "B", cwd=root),
         "eval_ks": start("eval", root / "E", "--metrics", "prior_ks", cwd=root),
         "given": start("sample", root / "V", "-n", 16, "--given", f"z={root / 'z.npz'}", "--seed", 5,
