@@ -65,10 +65,10 @@ SCALE: dict[tuple[str, str], float] = {}  # (metric, key) -> factor for display,
 
 # published figures on the same data and protocol: (spec, label) -> "figure (source, protocol)"
 PUBLISHED: dict[tuple[str, str], str] = {
-    ("gan_ring8", "modes captured"): "7.9 ± 0.1 (PacGAN2, Lin et al. 2018, 2,500 samples, 10 runs)",
-    ("gan_ring8", "high-quality %"): "95.6 ± 2.0 (PacGAN2, same table)",
-    ("gan_grid25", "modes captured"): "24.8 ± 0.2 (PacGAN4, Lin et al. 2018, 2,500 samples, 10 runs)",
-    ("gan_grid25", "high-quality %"): "93.6 ± 0.6 (PacGAN4, same table)",
+    ("gan_ring8", "modes captured"): "7.9 (PacGAN2, Lin et al. 2018: 2,500 samples, mean of 10 runs)",
+    ("gan_ring8", "high-quality %"): "95.6 (PacGAN2, same table)",
+    ("gan_grid25", "modes captured"): "24.8 (PacGAN4, Lin et al. 2018: 2,500 samples, mean of 10 runs)",
+    ("gan_grid25", "high-quality %"): "93.6 (PacGAN4, same table)",
 }
 
 

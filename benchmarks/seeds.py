@@ -31,7 +31,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from all_specs import FIGURES, SCALE  # noqa: E402  (the same headline figures as the main table)
+from all_specs import FIGURES, PUBLISHED, SCALE  # noqa: E402  (the same headline figures as the main table)
 
 ROOT = Path(__file__).resolve().parents[1]
 JSON = ROOT / "benchmarks" / "seeds.json"
@@ -113,8 +113,8 @@ def labelled(key: str) -> tuple[str, str]:
 
 
 def table(results: dict[str, dict]) -> str:
-    lines = ["| run | seeds | figure | mean ± s.e. | all seeds | steps | CPU-min / seed |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| run | seeds | figure | mean ± s.e. | published | all seeds | steps | CPU-min / seed |",
+             "|---|---|---|---|---|---|---|---|"]
     for label, res in results.items():
         rows, s = res["rows"], res["summary"]
         first = True
@@ -122,10 +122,13 @@ def table(results: dict[str, dict]) -> str:
             name, fmt = labelled(key)
             scale = SCALE.get(tuple(key.split(".", 1)), 1)
             mean, se = s[key]
+            mean_fmt = "{:.1f}" if fmt == "{:.0f}" else fmt  # a mean of counts keeps one decimal
+            published = PUBLISHED.get((Path(res["spec"]).stem, name), "–") if not res.get("variant") else "–"
             values = ", ".join(fmt.format(r["figures"][key] * scale) for r in rows if key in r["figures"])
             head = (f"| {label} | {len(rows)} |" if first else "| | |")
             tail = (f"{rows[0]['steps']} | {s['train_cpu_s'][0] / 60:.1f} |" if first else " | |")
-            lines.append(f"{head} {name} | {fmt.format(mean * scale)} ± {fmt.format(se * scale)} | {values} | {tail}")
+            lines.append(f"{head} {name} | {mean_fmt.format(mean * scale)} ± {mean_fmt.format(se * scale)} | "
+                         f"{published} | {values} | {tail}")
             first = False
     return "\n".join(lines)
 
@@ -172,7 +175,9 @@ def main(argv=None) -> int:
                 print(f"    step {h['step']}: " + ", ".join(f"{k} {v:.4g}" for k, v in h.items() if k != "step"),
                       file=sys.stderr, flush=True)
     results = {label: {"spec": args.spec, "overrides": overrides, "rows": rows, "summary": summarise(rows),
-                       "measured": time.strftime("%Y-%m-%d")}}
+                       "measured": time.strftime("%Y-%m-%d"),
+                       # a run that changed the spec is not what the published figure describes
+                       "variant": bool(overrides)}}
     print(table(results))
     if not args.no_json:
         merged = json.loads(args.json.read_text()) if args.json.exists() else {}
