@@ -9,12 +9,12 @@ seeded from the ``seed`` setting and the split, never from the global RNG.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field
 
 from lvmgraph import DatasetBundle, Params
 
@@ -24,6 +24,16 @@ DIGIT_NAMES = [str(d) for d in range(10)]
 
 #: the value ranges an image dataset can be delivered in
 VALUE_RANGES = ((0.0, 1.0), (-1.0, 1.0))
+
+
+def known_value_range(value: tuple[float, float]) -> tuple[float, float]:
+    if tuple(value) not in VALUE_RANGES:
+        raise ValueError(f"value_range must be [0, 1] or [-1, 1], got {list(value)}")
+    return value
+
+
+#: a ``value_range`` setting: [0, 1] or [-1, 1], checked the same way by every image dataset
+ValueRange = Annotated[tuple[float, float], AfterValidator(known_value_range)]
 
 #: split name -> a number mixed into the seed, so each split draws its own stream
 #: (limiting or resizing one split never changes the other)
@@ -35,7 +45,7 @@ class ImageParams(Params):
 
     seed: int = Field(default=0, ge=0,
                       description="seed of stochastic binarization and, for digits, of the train/test shuffle")
-    value_range: tuple[float, float] = Field(
+    value_range: ValueRange = Field(
         default=(0.0, 1.0),
         description="pixel range of the delivered images: [0, 1] or [-1, 1] (e.g. for tanh decoders)")
     pad_to: int | None = Field(
@@ -45,13 +55,6 @@ class ImageParams(Params):
         default="none",
         description="none; threshold (pixel > 0.5 becomes 1); "
                     "stochastic (one fixed Bernoulli draw per pixel, seeded)")
-
-    @field_validator("value_range")
-    @classmethod
-    def _known_range(cls, value: tuple[float, float]) -> tuple[float, float]:
-        if tuple(value) not in VALUE_RANGES:
-            raise ValueError(f"value_range must be [0, 1] or [-1, 1], got {list(value)}")
-        return value
 
 
 def split_seed(seed: int, split: str) -> int:

@@ -14,11 +14,11 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from lvmgraph import DatasetBundle, Params
 
-from .common import DIGIT_NAMES, VALUE_RANGES, pad_images, to_value_range
+from .common import DIGIT_NAMES, ValueRange, pad_images, to_value_range
 from .digits import DigitsParams, load_digits
 from .idx import FASHION_MNIST_NAMES, IdxParams, load_fashion_mnist, load_mnist
 from .morpho import THICK_AMOUNT, THIN_AMOUNT, thick, thin
@@ -61,7 +61,7 @@ class DerivedParams(Params):
     seed: int = Field(default=0, ge=0,
                       description="seed of the random choices (which images go where); each split draws its "
                                   "own stream; also the base's seed unless base_settings sets one")
-    value_range: tuple[float, float] = Field(
+    value_range: ValueRange = Field(
         default=(0.0, 1.0), description="pixel range of the delivered images: [0, 1] or [-1, 1]")
     pad_to: int | None = Field(default=None, gt=0,
                                description="pad the transformed images with black to this square size, centred")
@@ -69,13 +69,6 @@ class DerivedParams(Params):
                                     description="use only the first N training images of the base (fast tests)")
     limit_test: int | None = Field(default=None, gt=0,
                                    description="use only the first N test images of the base (fast tests)")
-
-    @field_validator("value_range")
-    @classmethod
-    def _known_range(cls, value: tuple[float, float]) -> tuple[float, float]:
-        if tuple(value) not in VALUE_RANGES:
-            raise ValueError(f"value_range must be [0, 1] or [-1, 1], got {list(value)}")
-        return value
 
     @model_validator(mode="after")
     def _base_settings_fit_the_base(self):
