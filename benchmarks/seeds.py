@@ -22,7 +22,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import statistics
 import sys
 import time
@@ -31,7 +30,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from all_specs import FIGURES, PUBLISHED, SCALE  # noqa: E402  (the same headline figures as the main table)
+from all_specs import FIGURES, PUBLISHED, SCALE, cpu_seconds  # noqa: E402  (the same headline figures as the main table)
 
 ROOT = Path(__file__).resolve().parents[1]
 JSON = ROOT / "benchmarks" / "seeds.json"
@@ -84,11 +83,9 @@ def train_one(spec: str, seed: int, overrides: list[str], track: int | None) -> 
             if t.step % track == 0:
                 history.append({"step": t.step, **headline(evaluate(exp))})
         trainer.callbacks.append(watch)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    cpu, wall = usage.ru_utime + usage.ru_stime, time.perf_counter()
+    cpu, wall = cpu_seconds(), time.perf_counter()
     trainer.fit()
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    cpu, wall = usage.ru_utime + usage.ru_stime - cpu, time.perf_counter() - wall
+    cpu, wall = cpu_seconds() - cpu, time.perf_counter() - wall
     results = evaluate(exp)
     extra = {"counts": results["mode_coverage"]["counts"]} if "mode_coverage" in results else {}
     return {"seed": seed, "steps": trainer.step, "train_cpu_s": round(cpu, 1), "train_wall_s": round(wall, 1),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import socket
 from pathlib import Path
 
 import pytest
@@ -85,14 +84,6 @@ def weights(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("inception") / "inception_v3_random.pth"
     torch.save(model.state_dict(), path)
     return path
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access attempted")
-    monkeypatch.setattr(socket, "socket", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 def experiment(tmp_path: Path, text: str = SPEC, *sets: str):

@@ -13,10 +13,10 @@ from pydantic import ValidationError
 from torch.distributions import Normal
 
 import lvmgraph.api as lg
+from lvmgraph.eval.context import point_value
 from lvmgraph.eval.runner import UnknownValue, evaluate
 from lvmgraph.experiment import prepare
 from lvmgraph_eval import METRICS
-from lvmgraph_eval.translation import point_value
 
 SPEC = """\
 name: tiny_translation

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 import time
 from pathlib import Path
 
@@ -253,14 +252,6 @@ def test_idx_datasets_report_their_native_shape():
 
 
 # ----------------------------------------------------------------------------- Inception
-
-@pytest.fixture
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access attempted")
-    monkeypatch.setattr(socket, "socket", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-
 
 def test_inception_without_weights_says_how_to_provide_them(no_network, monkeypatch, tmp_path):
     monkeypatch.delenv(ENV_VAR, raising=False)

@@ -36,3 +36,17 @@ class EvalContext(Protocol):
 
     def batches(self, split: str = "test", batch_size: int = 500,
                 limit: int | None = None) -> Iterator[dict[str, torch.Tensor]]: ...
+
+
+def point_value(value, name: str, setting: str) -> torch.Tensor:
+    """A graph value a metric reads -> a tensor: itself, or the mean of a distribution.
+
+    ``name`` is the graph value and ``setting`` the metric setting that named it, so the error
+    says which setting to change.
+    """
+    if isinstance(value, torch.distributions.Distribution):
+        return value.mean
+    if isinstance(value, torch.Tensor):
+        return value
+    raise TypeError(f"graph value {name!r} is a {type(value).__name__}; set `{setting}:` to a tensor or a "
+                    f"distribution computed from the data")

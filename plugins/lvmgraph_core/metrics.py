@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from lvmgraph import Params, hookimpl
+from lvmgraph.eval.context import point_value
 from lvmgraph.eval.stats import take_examples
 
 #: predictions are clamped to [EPS, 1 − EPS] before the log in the BCE
@@ -24,16 +25,6 @@ class ReconstructionParams(Params):
     split: Literal["train", "test"] = Field("test", description="data split to evaluate on")
     n: int = Field(1000, gt=0, description="number of data points (fewer if the split is smaller)")
     batch_size: int = Field(500, gt=0, description="data points per forward pass")
-
-
-def point_prediction(value, name: str) -> torch.Tensor:
-    """A graph value -> a tensor: itself, or the mean of a distribution."""
-    if isinstance(value, torch.distributions.Distribution):
-        return value.mean
-    if isinstance(value, torch.Tensor):
-        return value
-    raise TypeError(f"graph value {name!r} is a {type(value).__name__}; reconstruction_error needs "
-                    f"a tensor or a distribution (set `output:` to such a value)")
 
 
 def reconstruction_error(ctx, **settings) -> dict:
@@ -52,7 +43,7 @@ def reconstruction_error(ctx, **settings) -> dict:
         if s.input not in batch:
             raise KeyError(f"data has no field {s.input!r} (fields: {sorted(batch)}); set `input:`")
         target = batch[s.input].float()
-        prediction = point_prediction(ctx.evaluate([s.output], dict(batch))[s.output], s.output).float()
+        prediction = point_value(ctx.evaluate([s.output], dict(batch))[s.output], s.output, "output").float()
         if prediction.shape != target.shape:
             raise ValueError(f"{s.output!r} has shape {tuple(prediction.shape)} but data field "
                              f"{s.input!r} has shape {tuple(target.shape)}")

@@ -14,6 +14,7 @@ import torch
 from pydantic import Field
 
 from lvmgraph import Params
+from lvmgraph.eval.context import point_value
 from lvmgraph.eval.stats import confusion_matrix, rng_from, take_examples
 
 from .conditional import class_columns
@@ -37,16 +38,6 @@ class ContentPreservationParams(TranslationParams):
 class CycleErrorParams(TranslationParams):
     reconstruction: str = Field("x_aba", description="graph value computed from the data batch: the input "
                                                      "translated there and back")
-
-
-def point_value(value, name: str, setting: str) -> torch.Tensor:
-    """A graph value -> a tensor: itself, or the mean of a distribution."""
-    if isinstance(value, torch.distributions.Distribution):
-        return value.mean
-    if isinstance(value, torch.Tensor):
-        return value
-    raise TypeError(f"graph value {name!r} is a {type(value).__name__}; set `{setting}:` to a tensor or a "
-                    f"distribution computed from the data")
 
 
 def batches_with(ctx, s: TranslationParams, value: str, setting: str):
