@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 
-from .experiment import Experiment, generate, prepare
+from .experiment import Experiment, generate_outputs, prepare
 from .spec.load import LoadedSpec, load_spec
 from .train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from .train.rundir import RunDir
@@ -107,11 +106,41 @@ class Run:
     def path(self) -> Path:
         return self.run.path
 
-    def sample(self, n: int, given: dict[str, Any] | None = None, seed: int = 0) -> torch.Tensor:
+    def sample(self, n: int, given: dict[str, Any] | None = None, seed: int = 0, *,
+               outputs: str | Sequence[str] | None = None) -> torch.Tensor | dict[str, torch.Tensor]:
+        """n samples as the spec's ``sample:`` section says, on the CPU.
+
+        ``given``: {value or data field: tensor with n rows} fixed instead of drawn / read from the
+        test split (see ``parse_given``). ``outputs``: None returns the main output (a tensor);
+        ``"all"`` returns {name: tensor} for ``sample.output``, ``sample.extra`` and the
+        ``sample.grid`` rows; a list of names returns {name: tensor} for those. All come from the
+        same draws. Generated in batches of ``data.eval_batch_size``.
+        """
         from .eval.artifacts import as_tensor
+        spec = self.experiment.spec.sample
+        if spec is None:
+            raise ValueError("this spec has no sample: section, so it cannot generate")
+        if outputs is None:
+            names = [spec.output]
+        elif isinstance(outputs, str):
+            if outputs != "all":
+                raise ValueError(f"outputs={outputs!r}: use None, 'all' or a list of value names")
+            from .experiment import sample_values
+            names = sample_values(spec)
+        else:
+            names = list(outputs)
+        parts: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+        bs = self.experiment.spec.data.eval_batch_size
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return as_tensor(generate(self.experiment, n, given=given)).detach().cpu()
+            for start in range(0, n, bs):
+                k = min(bs, n - start)
+                chunk = {name: v[start:start + k] for name, v in (given or {}).items()}
+                out = generate_outputs(self.experiment, k, names, given=chunk, offset=start)
+                for name in names:
+                    parts[name].append(as_tensor(out[name]).detach().cpu())
+        result = {name: torch.cat(p) for name, p in parts.items()}
+        return result[spec.output] if outputs is None else result
 
     def evaluate(self, metrics: list[tuple[str, dict]] | None = None, write: bool = True) -> dict:
         from .eval.runner import evaluate as run_metrics
@@ -136,22 +165,15 @@ def open_run(run_dir: str | Path, *, device: str | None = None) -> Run:
     return Run(run, exp, int(state["step"]))
 
 
-def parse_given(items: Sequence[str], n: int, device) -> dict[str, torch.Tensor]:
-    """``name=value`` pairs for ``sample --given``: a number (repeated n times) or an .npz/.npy file."""
-    out = {}
-    for item in items:
-        name, sep, text = item.partition("=")
-        if not sep:
-            raise ValueError(f"--given {item!r}: write name=value")
-        path = Path(text)
-        if path.suffix in (".npz", ".npy") and path.exists():
-            arr = np.load(path)
-            if isinstance(arr, np.lib.npyio.NpzFile):
-                arr = arr["samples"] if "samples" in arr.files else arr[arr.files[0]]
-            value = torch.from_numpy(np.asarray(arr))
-            value = value.float() if value.is_floating_point() else value
-        else:
-            num = float(text)
-            value = torch.full((n,), int(num), dtype=torch.long) if num.is_integer() else torch.full((n, 1), num)
-        out[name] = value.to(device)
-    return out
+def parse_given(items: Sequence[str], n: int | None = None, device="cpu", *,
+                experiment: Experiment | None = None) -> dict[str, torch.Tensor]:
+    """``NAME=VALUE`` strings of ``sample --given`` -> {name: tensor of n rows}.
+
+    With the run's ``experiment``, VALUE may be a number, an .npz/.npy file, an image file, a folder
+    of images, a .txt file of texts, or a text the dataset encodes (``DatasetBundle.encoders``);
+    images are converted to the data's channels and value range, and an array of one example's
+    shape is repeated n times. ``n=None``: the size of the batches given (default 64). See
+    ``lvmgraph.eval.given`` for the rules. Without an experiment: numbers and .npz/.npy only.
+    """
+    from .eval.given import parse_given as parse
+    return parse(items, n, device, experiment=experiment)

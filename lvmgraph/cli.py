@@ -35,12 +35,33 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("--quiet", action="store_true")
     add_set(rs)
 
-    s = sub.add_parser("sample", help="generate data from a run")
+    s = sub.add_parser(
+        "sample", help="generate data from a run", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Generate as the spec's sample: section says (output, extra outputs, grid rows).",
+        epilog="""--out:
+  X.npz   array 'samples' (the main output) plus one array per extra output / grid row, by name
+  X.png   a picture: the sample.grid rows (e.g. input, translation, reconstruction; one column per
+          example) when the spec sets sample.grid, else the main output; extra image outputs
+          beside it as X_<name>.png
+  DIR     (no suffix) a folder with <name>.png and <name>.npz per output, and grid.png
+
+--given NAME=VALUE fixes a graph value or data field (repeatable). VALUE is:
+  a number            an index (a one-hot row where NAME holds one-hot rows) or a fill value
+  an .npz/.npy file   array 'samples' (else the first array)
+  an image / a folder one image, or every image of a folder in name order; converted to the
+                      data's channels and value range; the size must be NAME's (an image of the
+                      data's size before pad_to is padded as the data is)
+  a .txt file         one text per line, encoded by the dataset (see below)
+  text                encoded by the dataset, e.g. --given text="a thick red sneaker"
+An array of exactly one example's shape is repeated for all n samples (a folder of K patches is
+one example of shape (K c p p)); a batch of m examples sets n = m unless -n is given.
+Translate your own images:  lvmgraph sample RUN --given x_a=my_images/ --out translated.png""")
     s.add_argument("run_dir")
-    s.add_argument("-n", "--n", dest="n", type=int, default=64, help="number of samples (as `eval --n`)")
-    s.add_argument("--out", required=True, help="output .npz (array 'samples'); a .png writes a grid")
+    s.add_argument("-n", "--n", dest="n", type=int, default=None,
+                   help="number of samples (default: the number of examples given, else 64)")
+    s.add_argument("--out", required=True, help="X.npz, X.png or a folder (see below)")
     s.add_argument("--given", action="append", default=[], metavar="NAME=VALUE",
-                   help="fix a graph value: a number or an .npz/.npy file (repeatable)")
+                   help="fix a graph value or data field (repeatable; see below)")
     s.add_argument("--seed", type=int, default=0)
 
     e = sub.add_parser("eval", help="evaluate a run and write RUN/eval.json")
@@ -76,14 +97,15 @@ def main(argv=None) -> int:
     from .train.checkpoint import CheckpointError
     from .train.rundir import RunDirError
     from .eval.inception import InceptionUnavailable
-    from .eval.runner import UnknownMetric, UnknownValue
+    from .eval.given import GivenError
+    from .eval.runner import ResultNameClash, UnknownMetric, UnknownValue
     try:
         return _COMMANDS[args.command](args)
     except SpecError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_SPEC
     except (RunDirError, CheckpointError, FileNotFoundError, UnknownMetric, UnknownValue,
-            InceptionUnavailable) as exc:  # the message says how to fix it: a traceback adds nothing
+            InceptionUnavailable, GivenError, ResultNameClash) as exc:  # the message says how to fix it: a traceback adds nothing
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_SPEC
     except BrokenPipeError:  # `lvmgraph plugins --json | head`
@@ -128,20 +150,73 @@ def _report(run) -> None:
 
 
 def cmd_sample(args) -> int:
-    import numpy as np
     from . import api
     run = api.open_run(args.run_dir)
-    given = api.parse_given(args.given, args.n, run.experiment.device)
-    samples = run.sample(args.n, given=given, seed=args.seed)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".png":
-        from .eval.images import save_image_grid
-        save_image_grid(samples, out, value_range=tuple(run.experiment.data.info.get("value_range", (0, 1))), min_tile=32)
-    else:
-        np.savez_compressed(out, samples=samples.numpy())
-    print(f"wrote {args.n} samples of shape {tuple(samples.shape[1:])} to {out} (checkpoint step {run.step})")
+    exp = run.experiment
+    spec = exp.spec.sample
+    if spec is None:
+        print(f"error: {run.run.spec_file} has no sample: section, so it cannot generate", file=sys.stderr)
+        return EXIT_SPEC
+    given = api.parse_given(args.given, args.n, exp.device, experiment=exp)
+    n = args.n or (next(iter(given.values())).shape[0] if given else 64)
+    samples = run.sample(n, given=given, seed=args.seed, outputs="all")
+    written = _write_samples(Path(args.out), samples, spec, exp.data.info)
+    main = samples[spec.output]
+    print(f"wrote {n} samples of shape {tuple(main.shape[1:])} to {', '.join(map(str, written))} "
+          f"(checkpoint step {run.step})")
     return EXIT_OK
+
+
+def _is_images(t) -> bool:
+    return t.dim() == 4 and t.shape[1] in (1, 3)
+
+
+def _write_samples(out: Path, samples: dict, spec, info: dict) -> list[Path]:
+    """Write the outputs of ``lvmgraph sample`` as --out says (npz, png or a folder); returns the paths."""
+    import numpy as np
+    from .eval.images import save_comparison_grid, save_image_grid
+    from .experiment import grid_rows
+    value_range = tuple(info.get("value_range", (0, 1)))
+    outputs = spec.outputs
+    written: list[Path] = []
+
+    def picture(name: str, path: Path) -> None:
+        if _is_images(samples[name]):
+            written.append(save_image_grid(samples[name], path, value_range=value_range, min_tile=32))
+
+    def comparison(path: Path) -> None:
+        rows = grid_rows(samples, spec.grid)
+        written.append(save_comparison_grid(rows, path, value_range=value_range, min_tile=32))
+
+    if out.suffix == ".npz":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {"samples": samples[spec.output].numpy(),
+                  **{name: v.numpy() for name, v in samples.items() if name != spec.output}}
+        np.savez_compressed(out, **arrays)
+        written.append(out)
+    elif out.suffix == ".png":
+        if spec.grid:
+            comparison(out)
+        else:
+            picture(spec.output, out)
+            if not written:
+                raise ValueError(f"'{spec.output}' has shape {tuple(samples[spec.output].shape)}, not images; "
+                                 f"write an .npz instead")
+        shown = set(spec.grid or [spec.output])
+        for name in outputs:
+            if name not in shown:
+                picture(name, out.with_name(f"{out.stem}_{name}.png"))
+    elif out.suffix:
+        raise ValueError(f"--out {out}: write X.npz, X.png or a folder name without a suffix")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        for name in outputs:
+            np.savez_compressed(out / f"{name}.npz", samples=samples[name].numpy())
+            written.append(out / f"{name}.npz")
+            picture(name, out / f"{name}.png")
+        if spec.grid:
+            comparison(out / "grid.png")
+    return written
 
 
 def cmd_eval(args) -> int:
@@ -150,8 +225,8 @@ def cmd_eval(args) -> int:
     run = api.open_run(args.run_dir)
     metrics = None
     if args.metrics:
-        spec_settings = dict(run.experiment.spec.eval.items())
-        metrics = [(m.strip(), spec_settings.get(m.strip(), {})) for m in args.metrics.split(",") if m.strip()]
+        metrics = _select_metrics(run.experiment.spec.eval.items(),
+                                  [m.strip() for m in args.metrics.split(",") if m.strip()])
     if args.n is not None:
         metrics = [(name, _with_n(name, settings, args.n))
                    for name, settings in (metrics if metrics is not None else run.experiment.spec.eval.items())]
@@ -161,12 +236,16 @@ def cmd_eval(args) -> int:
     return EXIT_OK
 
 
-def _with_n(metric: str, settings: dict, n: int) -> dict:
-    from .plugins import get_registry
-    entry = get_registry().get("metric", metric)
-    if entry is not None and entry.params is not None and "n" in entry.params.model_fields:
-        return {**settings, "n": n}
-    return settings
+def _select_metrics(items: list[tuple[str, dict]], wanted: list[str]) -> list[tuple[str, dict]]:
+    """``--metrics a,b``: each a result name of the spec's eval entries (``as:``), or a metric name
+    (all the spec's entries of that metric; with its default settings when the spec has none)."""
+    from .spec.schema import RESULT_NAME_KEY
+    out = []
+    for want in wanted:
+        chosen = [(name, settings) for name, settings in items if settings.get(RESULT_NAME_KEY, name) == want]
+        chosen = chosen or [(name, settings) for name, settings in items if name == want]
+        out += chosen or [(want, {})]
+    return out
 
 
 def cmd_evaluator(args) -> int:

@@ -172,11 +172,31 @@ def dry_run(exp: Experiment) -> list[Problem]:
                     problems.append(loaded.source.problem(
                         f"'{term}' does not depend on the parameters of {phase.update}", where))
         sample = loaded.spec.sample
-        if sample and sample.output in graph.values and sample.output not in failed:
+        wanted = sample_values(sample) if sample else []
+        if wanted and not any(v in failed for v in wanted) and all(v in graph.values or v in graph.data_fields
+                                                                   for v in wanted):
             try:
-                generate(exp, n, modules=modules)
+                out = generate_outputs(exp, n, wanted, modules=modules)
+                if sample.grid:
+                    grid_rows(out, sample.grid)
             except Exception as exc:  # noqa: BLE001
                 problems.append(loaded.source.problem(f"sampling fails: {exc}", ("sample",)))
+    return problems
+
+
+def _sample_problems(loaded: LoadedSpec, graph: ModelGraph) -> list[Problem]:
+    """``sample.extra`` and ``sample.grid`` name graph values (or, for grid rows, data fields)."""
+    sample = loaded.spec.sample
+    problems = []
+    if sample is None:
+        return problems
+    values, fields = list(graph.values), list(graph.data_fields)
+    for key, names, allowed in (("extra", sample.extra, values), ("grid", sample.grid or [], values + fields)):
+        for i, name in enumerate(names):
+            if name not in allowed:
+                what = "a graph value" if key == "extra" else "a graph value or data field"
+                problems.append(loaded.source.problem(f"'{name}' is not {what}", ("sample", key, i),
+                                                      hint=_suggest(name, allowed)))
     return problems
 
 
@@ -195,6 +215,7 @@ def prepare(loaded: LoadedSpec, *, registry: Registry | None = None, device: str
             problems += exc.problems
     graph, graph_problems = compile_graph(loaded, registry, fields or ("x", "y"))
     problems += graph_problems
+    problems += _sample_problems(loaded, graph)
     for name in loaded.spec.train.ema:
         if name not in loaded.spec.components:
             problems.append(loaded.source.problem(f"ema names '{name}', which is not a component", ("train", "ema", name),
@@ -248,6 +269,11 @@ def _like_prior_draws(value: torch.Tensor, draws: torch.Tensor | None) -> torch.
     return value
 
 
+def sample_values(sample) -> list[str]:
+    """Every value a sample writes or shows: output, extra outputs, grid rows (no repeats)."""
+    return list(dict.fromkeys([*sample.outputs, *(sample.grid or [])]))
+
+
 def generate(exp: Experiment, n: int, *, given: dict | None = None, modules: nn.ModuleDict | None = None,
              output: str | None = None, offset: int = 0) -> Any:
     """n generated outputs: priors replace the values named in ``sample.set``; ``given`` fixes others;
@@ -255,8 +281,23 @@ def generate(exp: Experiment, n: int, *, given: dict | None = None, modules: nn.
     sample = exp.spec.sample
     if sample is None:
         raise ValueError("this spec has no sample: section, so it cannot generate")
-    modules = modules if modules is not None else exp.sampling_modules()
     output = output or sample.output
+    return generate_outputs(exp, n, [output], given=given, modules=modules, offset=offset)[output]
+
+
+def generate_outputs(exp: Experiment, n: int, outputs, *, given: dict | None = None,
+                     modules: nn.ModuleDict | None = None, offset: int = 0) -> dict[str, Any]:
+    """Several graph values (or data fields) from one set of draws: {name: value} for n examples.
+
+    As ``generate``: priors replace ``sample.set``, ``given`` fixes values (or data fields), the
+    data still needed comes from test rows ``offset`` on. One executor pass computes them all, so
+    an image and its mask come from the same noise.
+    """
+    sample = exp.spec.sample
+    if sample is None:
+        raise ValueError("this spec has no sample: section, so it cannot generate")
+    modules = modules if modules is not None else exp.sampling_modules()
+    outputs = list(outputs)
     was_training = modules.training
     modules.eval()
     try:
@@ -264,9 +305,52 @@ def generate(exp: Experiment, n: int, *, given: dict | None = None, modules: nn.
             overrides = {value: modules[prior].sample(n=n) for value, prior in sample.set.items()}
             for name, value in (given or {}).items():
                 overrides[name] = _like_prior_draws(value, overrides.get(name))
-            fields = exp.graph.data_needed([output], given=overrides)
+            fields = exp.graph.data_needed(outputs, given=overrides)
             ex = Executor(exp.graph, modules, exp.schedules, exp.device)
             ex.begin(test_batch(exp, fields, n, offset), 0)
-            return ex.evaluate([output], overrides=overrides)[output]
+            return ex.evaluate(outputs, overrides=overrides)
     finally:
         modules.train(was_training)
+
+
+def grid_rows(values: dict[str, Any], names) -> list[torch.Tensor]:
+    """The grid rows ``names`` of generated ``values`` as image tensors (n c h w) of one size;
+    one-channel rows are repeated to three when another row is RGB."""
+    rows = []
+    for name in names:
+        value = values[name]
+        value = value.mean if isinstance(value, torch.distributions.Distribution) else value
+        if not isinstance(value, torch.Tensor) or value.dim() != 4 or value.shape[1] not in (1, 3):
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(f"sample.grid row '{name}' is {shape}, not images (n c h w) with c = 1 or 3")
+        rows.append(value)
+    sizes = {tuple(r.shape[-2:]) for r in rows}
+    if len(sizes) > 1:
+        raise ValueError(f"sample.grid rows differ in image size: "
+                         + ", ".join(f"{n} {tuple(r.shape[1:])}" for n, r in zip(names, rows)))
+    channels = max(r.shape[1] for r in rows)
+    return [r.expand(-1, channels, -1, -1) if r.shape[1] != channels else r for r in rows]
+
+
+def example_values(exp: Experiment, names, n: int = 2) -> dict[str, Any]:
+    """What each named graph value or data field looks like for n examples (default 2), computed
+    as ``lvmgraph sample`` computes it (priors for ``sample.set``, data from the test split): its
+    per-example shape and dtype tell a given array whether it is one example or a batch.
+
+    Unknown names raise ValueError with a did-you-mean.
+    """
+    names = list(names)
+    known = list(exp.graph.values) + list(exp.graph.data_fields)
+    for name in names:
+        if name not in known:
+            hint = _suggest(name, known)
+            raise ValueError(f"'{name}' is not a graph value or data field of this spec"
+                             + (f"; {hint}" if hint else ""))
+    out = {name: exp.data.test[name][:n] for name in names if name in exp.data.test}
+    rest = [name for name in names if name not in out]
+    if rest:
+        if exp.spec.sample is None:
+            raise ValueError("this spec has no sample: section, so it cannot generate")
+        with torch.random.fork_rng(devices=[]):
+            out.update(generate_outputs(exp, n, rest))
+    return out

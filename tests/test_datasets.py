@@ -68,7 +68,7 @@ def registry() -> Registry:
 
 def test_registers_the_built_in_datasets_with_docs_and_params():
     reg = registry()
-    assert reg.names("dataset") == ["attributes", "captions", "digits", "domains", "fashion_mnist", "image_folders",
+    assert reg.names("dataset") == ["attributes", "captions", "celeba", "digits", "domains", "fashion_mnist", "image_folders",
                                     "mnist", "toy2d"]
     for name in reg.names("dataset"):
         entry = reg.get("dataset", name)
@@ -77,7 +77,7 @@ def test_registers_the_built_in_datasets_with_docs_and_params():
 
 
 @pytest.mark.parametrize("name", ["digits", "fashion_mnist", "mnist", "toy2d", "domains", "attributes", "captions",
-                                  "image_folders"])
+                                  "image_folders", "celeba"])
 def test_params_reject_unknown_keys_including_loader_keys(name):
     params = registry().get("dataset", name).params
     for bad in ({"colour": "red"}, {"batch_size": 64}):

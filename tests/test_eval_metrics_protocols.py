@@ -143,12 +143,12 @@ def test_metrics_are_registered_with_documented_params_and_the_protocol_defaults
     reg = registry()
     assert reg.names("metric") == ["class_accuracy", "code_accuracy", "content_preservation", "cycle_error",
                                    "density_coverage", "evaluator_fd", "evaluator_kid", "inception_fid",
-                                   "inception_score", "mode_coverage", "parzen_ll", "precision_recall"]
+                                   "inception_score", "judge_accuracy", "mode_coverage", "parzen_ll", "precision_recall"]
     for entry in reg.entries("metric"):
         assert entry.summary, entry.name
         for name, info in entry.params.model_fields.items():
             assert info.description, f"{entry.name}.{name}"
-    params = {e.name: e.params() for e in reg.entries("metric")}
+    params = {e.name: e.params() for e in reg.entries("metric") if e.name != "judge_accuracy"}  # it has required settings
     assert params["evaluator_fd"].n == 10000
     assert (params["evaluator_kid"].subsets, params["evaluator_kid"].subset_size) == (100, 1000)
     assert (params["precision_recall"].k, params["precision_recall"].n) == (3, 5000)

@@ -31,7 +31,8 @@ from lvmgraph.spec.errors import SpecError
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILTINS = {name: f"lvmgraph_{name}" for name in
-            ("core", "datasets", "vae", "aae", "eval", "gan", "dcgan", "infogan", "wae", "cyclegan")}
+            ("core", "datasets", "vae", "aae", "eval", "gan", "dcgan", "infogan", "wae", "cyclegan", "stargan",
+             "puzzlegan")}
 
 
 @pytest.fixture(autouse=True)

@@ -99,7 +99,7 @@ def test_spec_validates_and_trains_a_few_steps(path, tmp_path):
 
     # the spec's own evaluation section runs (on few samples) and every result is a finite number
     results = api.open_run(run.path).evaluate([(m, small(m, s)) for m, s in spec.eval.items()], write=False)
-    assert set(results) == {m for m, _ in spec.eval.items()}
+    assert set(results) == {r for r, _, _ in spec.eval.entries()}
     for metric, out in results.items():
         numbers = {k: v for k, v in out.items() if isinstance(v, (int, float)) and k != "seconds"}
         # NaN is a documented "undefined" (e.g. reverse KL with no high-quality sample after 3 steps);

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
@@ -18,11 +19,18 @@ class DatasetBundle:
     points as (n d)), ``y`` an integer class label (n,). ``info`` carries what evaluation
     and reports need: ``kind`` ("image" or "points"), ``num_classes``, ``class_names``,
     ``value_range`` and ``source`` (where the data came from).
+
+    ``encoders`` lets a user type values that are not numbers or images, e.g. a caption for
+    ``lvmgraph sample RUN --given text="a thick red sneaker"``: ``{name: fn}`` where ``fn(str)``
+    returns the fields of ONE example as ``{field: tensor}`` without a batch axis (a captions
+    dataset: ``{"text": ids (L,), "text_length": tensor(len)}``). It raises ValueError with a
+    helpful message (e.g. the vocabulary) when the text cannot be encoded.
     """
 
     train: dict[str, torch.Tensor]
     test: dict[str, torch.Tensor]
     info: dict = field(default_factory=dict)
+    encoders: dict[str, Callable[[str], dict[str, torch.Tensor]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for split_name, split in (("train", self.train), ("test", self.test)):

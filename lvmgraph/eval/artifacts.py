@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from ..experiment import Experiment, generate, test_batch
+from ..experiment import Experiment, generate, generate_outputs, grid_rows, test_batch
 from ..graph.execute import Executor
 
 GRID_SEED = 1234  # the same prior draws at every step, so grids show progress rather than noise
@@ -25,10 +25,16 @@ def write_sample_grid(exp: Experiment, run, step: int, n: int | None = None) -> 
         return None
     from .images import save_image_grid, save_points_plot
     n = n or exp.spec.sample.n
+    path = run.samples / f"step_{step:08d}.png"
+    grid = exp.spec.sample.grid
     with torch.random.fork_rng(devices=[]):  # never disturb the training RNG
         torch.manual_seed(GRID_SEED)
+        if grid:  # rows such as input, translation, reconstruction
+            from .images import save_comparison_grid
+            rows = [r.detach().float().cpu() for r in grid_rows(generate_outputs(exp, n, grid), grid)]
+            return save_comparison_grid(rows, path, value_range=tuple(exp.data.info.get("value_range", (0, 1))),
+                                        min_tile=32)
         out = as_tensor(generate(exp, n)).detach().float().cpu()
-    path = run.samples / f"step_{step:08d}.png"
     kind = exp.data.info.get("kind", "image" if out.dim() == 4 else "points")
     if kind == "image" and out.dim() == 4:
         save_image_grid(out, path, value_range=tuple(exp.data.info.get("value_range", (0, 1))), min_tile=32)

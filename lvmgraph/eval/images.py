@@ -81,6 +81,42 @@ def save_image_grid(images: torch.Tensor, path: str | Path, *, nrow: int | None 
     return path
 
 
+def save_comparison_grid(rows: Sequence[torch.Tensor], path: str | Path, *, columns: int = 16,
+                         value_range: tuple[float, float] = (0.0, 1.0), padding: int = 2,
+                         min_tile: int = 0) -> Path:
+    """Rows of images, each (n c h w) for the same n examples (e.g. input, translation,
+    reconstruction) -> a PNG where example i is column i of every row.
+
+    More than ``columns`` examples wrap into further blocks of the same rows, one under the
+    other; cells past the last example stay blank (white). Otherwise as ``save_image_grid``.
+    """
+    if not rows:
+        raise ValueError("save_comparison_grid needs at least one row")
+    n = rows[0].shape[0]
+    if any(r.shape != rows[0].shape for r in rows):
+        raise ValueError(f"comparison rows must share one shape, got {[tuple(r.shape) for r in rows]}")
+    if rows[0].dim() != 4 or rows[0].shape[1] not in (1, 3) or n == 0:
+        raise ValueError(f"comparison rows must be non-empty (n c h w) tensors with c = 1 or 3, "
+                         f"got shape {tuple(rows[0].shape)}")
+    cols = min(columns, n)
+    cells = []
+    for start in range(0, n, cols):
+        for r in rows:
+            block = to_uint8(r[start:start + cols], value_range)
+            blanks = block.new_full((cols - block.shape[0], *block.shape[1:]), 255)
+            cells.append(torch.cat([block, blanks]))
+    images = torch.cat(cells)
+    factor = max(1, -(-min_tile // max(images.shape[-2:])))
+    if factor > 1:
+        images = images.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+    grid = image_grid(images, nrow=cols, padding=padding)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = grid[0].numpy() if grid.shape[0] == 1 else rearrange(grid, "c h w -> h w c").contiguous().numpy()
+    Image.fromarray(array).save(path)
+    return path
+
+
 # ----------------------------------------------------------------------------- scatter plots
 
 def _numpy_rows(x, what: str) -> np.ndarray:

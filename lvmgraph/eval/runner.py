@@ -19,6 +19,29 @@ class UnknownValue(ValueError):
     """A metric setting names a graph value the spec does not have."""
 
 
+class ResultNameClash(ValueError):
+    """Two metric entries would write their results under the same name (see ``as:``)."""
+
+
+def named_entries(items: list[tuple[str, dict]]) -> list[tuple[str, str, dict]]:
+    """[(metric, settings)] -> [(result name, metric, settings without ``as``)]; a clash is an error.
+
+    A metric's result is keyed by its name, or by ``as: result_name`` in its settings, so the same
+    metric can run several times with different settings (two judges, two directions).
+    """
+    from ..spec.schema import RESULT_NAME_KEY
+    out, seen = [], {}
+    for name, settings in items:
+        settings = dict(settings or {})
+        result = settings.pop(RESULT_NAME_KEY, name)
+        if result in seen:
+            raise ResultNameClash(f"two metric entries give a result named '{result}' ({seen[result]} and {name}); "
+                                  f"name each with `as: ...` in its settings, e.g. {{{name}: {{as: {name}_2}}}}")
+        seen[result] = name
+        out.append((result, name, settings))
+    return out
+
+
 class RunEvalContext:
     """The EvalContext (see ``lvmgraph.eval.context``) over an Experiment."""
 
@@ -64,7 +87,9 @@ class RunEvalContext:
                 raise ValueError(f"dataset '{self.spec.data.dataset}' is not images: no evaluator network; "
                                  "use metrics for points such as mode_coverage")
             from .evaluator import evaluator_for
-            name = self.data.info.get("name") or self.spec.data.dataset
+            # a derived dataset (domains, attributes, captions: info["base"]) is judged by its base's
+            # evaluator: its images are the base's, transformed (RGB is read as grey, padding cropped)
+            name = self.data.info.get("base") or self.data.info.get("name") or self.spec.data.dataset
             # the evaluator always sees the dataset in its default form, whatever this run's settings
             bundle = self.exp.registry.get("dataset", name).factory()
             self._evaluator = evaluator_for(name, bundle, device=self.device)
@@ -80,15 +105,19 @@ class RunEvalContext:
 
 
 def evaluate(exp: Experiment, metrics: list[tuple[str, dict]] | None = None, seed: int = 0) -> dict:
-    """Compute metrics (default: the spec's ``eval.metrics``); returns {name: result} plus timing."""
+    """Compute metrics (default: the spec's ``eval.metrics``); returns {result name: result} plus timing.
+
+    ``metrics``: [(metric name, settings)]; ``as: result_name`` in the settings names the result
+    (default: the metric's name). Two entries with one result name raise ResultNameClash.
+    """
     registry = exp.registry
-    items = metrics if metrics is not None else exp.spec.eval.items()
+    items = named_entries(metrics if metrics is not None else exp.spec.eval.items())
     ctx = RunEvalContext(exp, seed)
     results: dict[str, Any] = {}
     was_training = exp.modules.training
     exp.modules.eval()
     try:
-        for name, settings in items:
+        for result, name, settings in items:
             entry = registry.get("metric", name)
             if entry is None:
                 match = did_you_mean(name, registry.names("metric"))
@@ -101,7 +130,9 @@ def evaluate(exp: Experiment, metrics: list[tuple[str, dict]] | None = None, see
                 out = entry.factory(ctx, **(dict(params) if params is not None else {}))
             out = dict(out)
             out["seconds"] = round(time.perf_counter() - start, 3)
-            results[name] = out
+            if result != name:
+                out["metric"] = name  # the result is named by `as:`; record which metric made it
+            results[result] = out
     finally:
         exp.modules.train(was_training)
     return results
@@ -111,7 +142,7 @@ def format_table(results: dict) -> str:
     rows = []
     for metric, out in results.items():
         for key, value in out.items():
-            if key in ("protocol", "seconds") or isinstance(value, (dict, list)):
+            if key in ("protocol", "seconds", "metric") or isinstance(value, (dict, list)):
                 continue
             rows.append((metric, key, f"{value:.6g}" if isinstance(value, float) else str(value)))
     if not rows:

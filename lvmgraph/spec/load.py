@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from ..plugins.registry import Registry, did_you_mean
 from .compose import apply_overrides, load_composed
 from .errors import Problem, SourceMap, SpecError
-from .schema import LOADER_KEYS, Spec
+from .schema import LOADER_KEYS, RESULT_NAME_KEY, Spec
 from .yaml_io import YAML11_BOOLEANS
 
 
@@ -190,8 +190,11 @@ def _registry_problems(raw: dict, registry: Registry, source: SourceMap, params:
         else:
             continue
         if isinstance(settings, dict):
+            # `as:` names the entry's result (EvalSpec); it is not a setting of the metric
+            result = settings.get(RESULT_NAME_KEY, name)
+            settings = {k: v for k, v in settings.items() if k != RESULT_NAME_KEY}
             _validate_entry(registry, "metric", "metric", str(name), settings, ("eval", "metrics", i, name),
-                            source, params, ("eval", str(name)), problems, type_path=("eval", "metrics", i))
+                            source, params, ("eval", str(result)), problems, type_path=("eval", "metrics", i))
     return problems
 
 

@@ -81,7 +81,18 @@ class SampleSpec(Strict):
     set: dict[str, str] = Field(default_factory=dict,
                                 description="graph values replaced by draws from a prior component: {z: prior}")
     output: str = Field(description="the graph value that is the generated data")
+    extra: list[str] = Field(default_factory=list,
+                             description="more graph values generated with the same draws as `output` and written "
+                                         "beside it by `lvmgraph sample` (e.g. [mask])")
+    grid: list[str] | None = Field(None, description="rows of the sample picture, each a graph value or data field "
+                                                     "of images, one column per example: [x_a, x_ab, x_aba] shows "
+                                                     "input, translation, reconstruction (default: output only)")
     n: int = Field(64, gt=0, description="how many samples the grids written during training show")
+
+    @property
+    def outputs(self) -> list[str]:
+        """``output`` then ``extra``: every value ``lvmgraph sample`` writes, in order, without repeats."""
+        return list(dict.fromkeys([self.output, *self.extra]))
 
 
 class TrainSpec(Strict):
@@ -107,20 +118,47 @@ class TrainSpec(Strict):
         return value
 
 
+#: the key of a metric entry's settings that names its result (not passed to the metric)
+RESULT_NAME_KEY = "as"
+
+
 class EvalSpec(Strict):
+    """``metrics``: names or ``{name: {settings}}``. The same metric may appear several times when
+    each entry names its result with ``as:`` (``{judge_accuracy: {as: domain_ab, ...}}``): results are
+    keyed by that name (default: the metric's name), which must be unique."""
+
     metrics: list[Union[str, dict[str, dict]]] = Field(
-        default_factory=list, description="metric names, or {name: {settings}}")
+        default_factory=list, description="metric names, or {name: {settings}}; `as: result_name` in the "
+                                          "settings names the result (needed when a metric appears twice)")
     samples: int = Field(64, gt=0, description="samples in the evaluation grid")
 
     @field_validator("metrics")
     @classmethod
     def _one_key_each(cls, value):
-        for item in value:
+        seen: dict[str, int] = {}
+        for i, item in enumerate(value):
             if isinstance(item, dict) and len(item) != 1:
                 raise ValueError("write each metric as a name or as {name: {settings}} with exactly one key")
+            name, settings = (item, {}) if isinstance(item, str) else next(iter(item.items()))
+            result = (settings or {}).get(RESULT_NAME_KEY, name)
+            if not isinstance(result, str) or not result.isidentifier():
+                raise ValueError(f"metrics[{i}] ({name}): `as: {result!r}` must be a name (letters, digits, _)")
+            if result in seen:
+                raise ValueError(f"metrics[{i}] and metrics[{seen[result]}] both give a result named '{result}'; "
+                                 f"name each with `as: ...` in its settings, e.g. {{{name}: {{as: {name}_2, ...}}}}")
+            seen[result] = i
         return value
 
+    def entries(self) -> list[tuple[str, str, dict]]:
+        """-> [(result name, metric name, settings without ``as``)] in order."""
+        out = []
+        for name, settings in self.items():
+            settings = dict(settings)
+            out.append((settings.pop(RESULT_NAME_KEY, name), name, settings))
+        return out
+
     def items(self) -> list[tuple[str, dict]]:
+        """-> [(metric name, settings)]; the settings keep ``as`` (the runner names results by it)."""
         out = []
         for item in self.metrics:
             if isinstance(item, str):

@@ -7,12 +7,15 @@
 - ``attributes``: thickness x colour domains with multi-hot attributes, for StarGAN.
 - ``captions``: the same images with templated captions as token ids, for text-to-image.
 - ``image_folders``: CycleGAN's trainA/trainB/testA/testB folders of image files.
+- ``celeba``: CelebA faces with chosen attributes as multi-hot vectors and domains, through
+  torchvision (for users who have the data; nothing is downloaded unless ``download: true``).
 
 ``morpho`` holds the transforms they use: ``thin``, ``thick`` (Morpho-MNIST) and ``tint``.
 """
 from lvmgraph import hookimpl
 
 from .attributes import AttributesParams, load_attributes
+from .celeba import CelebAParams, load_celeba
 from .captions import CaptionsParams, decode_caption, encode_caption, load_captions
 from .digits import DigitsParams, load_digits
 from .domains import DomainsParams, load_domains
@@ -36,6 +39,7 @@ def register_datasets(register):
              fields=("x", "y", "domain", "attributes", "text", "text_length", "held_out"))
     register("image_folders", load_image_folders, params=ImageFoldersParams,
              fields=("x_a", "x_b", "index_a", "index_b"))
+    register("celeba", load_celeba, params=CelebAParams, fields=("x", "attributes", "domain"))
 
 
 __all__ = ["register_datasets", "read_idx", "load_digits", "load_fashion_mnist", "load_mnist", "load_toy2d",

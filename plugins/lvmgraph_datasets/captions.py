@@ -162,6 +162,17 @@ def decode_caption(ids: torch.Tensor | Sequence[int], vocabulary: Sequence[str])
     return " ".join(vocabulary[int(i)] for i in ids if int(i) != 0)
 
 
+class CaptionEncoder:
+    """``--given text="a thick red sneaker"`` -> one example's ``text`` (L,) and ``text_length`` ()."""
+
+    def __init__(self, vocabulary: Sequence[str], length: int):
+        self.vocabulary, self.length = list(vocabulary), int(length)
+
+    def __call__(self, text: str) -> dict[str, torch.Tensor]:
+        ids = encode_caption(text, self.vocabulary, length=self.length)
+        return {"text": ids, "text_length": torch.tensor(int((ids != 0).sum()), dtype=torch.int64)}
+
+
 def load_captions(**settings) -> DatasetBundle:
     """Attribute-rendered images with captions: x (n 3 h w), y, attributes (n A), text (n L), text_length (n,).
 
@@ -171,7 +182,8 @@ def load_captions(**settings) -> DatasetBundle:
     template "{a} {thickness} {colour} {class}" (``templates``). ``hold_out: [[ankle boot, red]]``
     (or ``hold_out_fraction``) drops those class-attribute combinations from the training split;
     the test split keeps them and marks them in ``held_out`` (n,) bool (all false in train).
-    ``encode_caption(text, info["vocabulary"], length=L)`` turns a new caption into ids.
+    ``encode_caption(text, info["vocabulary"], length=L)`` turns a new caption into ids; the
+    bundle's ``encoders["text"]`` does it for ``lvmgraph sample --given text="..."`` (both fields).
     """
     p = CaptionsParams.model_validate(settings)
     made = attribute_splits(p)
@@ -205,4 +217,5 @@ def load_captions(**settings) -> DatasetBundle:
     info = attribute_info(made, p, name="captions", shape=out["train"]["x"].shape[1:],
                           vocabulary=vocabulary, captions=list(p.templates), max_caption_length=length,
                           held_out=[[names[c], a] for c, a in held])
-    return DatasetBundle(train=out["train"], test=out["test"], info=info)
+    return DatasetBundle(train=out["train"], test=out["test"], info=info,
+                         encoders={"text": CaptionEncoder(vocabulary, length)})

@@ -7,7 +7,9 @@ Inception metrics from a local torchvision Inception-v3 weights file (``inceptio
 (``mode_coverage``), the Parzen-window log-likelihood (``parzen_ll``), the accuracy of
 conditional generators (``class_accuracy``, InfoGAN's ``code_accuracy``) and the translation
 metrics over any graph value computed from a data batch (``content_preservation``: does the
-evaluator still see the input's class; ``cycle_error``: L1/MSE of a round trip).
+evaluator still see the input's class; ``cycle_error``: L1/MSE of a round trip), and
+``judge_accuracy``: how often a judge trained on the run's own data (two domains, a class field,
+multi-hot attributes) classifies generated or translated images as their target.
 The maths lives in ``lvmgraph.eval.stats``; these functions gather samples and features and
 state their protocol (sample counts after clipping, k, kernel, seeds, feature extractor).
 """
@@ -16,6 +18,7 @@ from lvmgraph import hookimpl
 from .conditional import ClassAccuracyParams, CodeAccuracyParams, class_accuracy, code_accuracy
 from .features import (DensityCoverageParams, FdParams, KidParams, PrecisionRecallParams, density_coverage,
                        evaluator_fd, evaluator_kid, precision_recall)
+from .judge import JudgeAccuracyParams, judge_accuracy
 from .inception import InceptionFidParams, InceptionScoreParams, inception_fid, inception_score
 from .likelihood import ParzenParams, parzen_ll
 from .modes import ModeCoverageParams, mode_coverage
@@ -34,6 +37,7 @@ METRICS = {
     "code_accuracy": (code_accuracy, CodeAccuracyParams),
     "content_preservation": (content_preservation, ContentPreservationParams),
     "cycle_error": (cycle_error, CycleErrorParams),
+    "judge_accuracy": (judge_accuracy, JudgeAccuracyParams),
 }
 
 
