@@ -87,7 +87,9 @@ def register_datasets(register):
     ``data: {dataset: name, batch_size: 64, **settings}``.
     ``fields=("x_a", "x_b")`` names the fields each batch holds when they are not the
     default ``("x", "y")``, so ``lvmgraph validate --no-dry-run`` can check the graph
-    without loading the data.
+    without loading the data. A bundle's ``encoders`` (``{name: fn(str) -> {field: tensor}}``)
+    let ``lvmgraph sample --given name="some text"`` turn text into fields, as the
+    ``captions`` dataset does for ``text`` and ``text_length``.
 
     Example::
 
