@@ -15,14 +15,14 @@ OutActivation = Literal["tanh", "sigmoid", "none"]
 INIT_STD = 0.02  # the reference code's "normal" init (init_gain 0.02)
 
 
-def make_norm(norm: str, channels: int) -> nn.Module:
+def make_norm(norm: str, channels: int, affine: bool = False) -> nn.Module:
     """(b c h w) -> (b c h w) normalised per sample and channel (instance) or per channel (batch).
 
-    Instance norm as in the CycleGAN code: no learnt scale and shift, no running statistics,
-    so train and eval mode compute the same thing and nothing but weights is checkpointed.
+    Instance norm as in the CycleGAN code: no learnt scale and shift (``affine=True`` adds them, as
+    StarGAN's code does), no running statistics, so train and eval mode compute the same thing.
     """
     if norm == "instance":
-        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+        return nn.InstanceNorm2d(channels, affine=affine, track_running_stats=False)
     if norm == "batch":
         return nn.BatchNorm2d(channels)
     if norm == "none":

@@ -26,17 +26,17 @@ fails with a message naming ``c_dim`` and ``one_hot``, and the graph reads like 
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal, Sequence
+from typing import Annotated, Sequence
 
 import torch
 from pydantic import Field, PositiveInt, model_validator
 from torch import nn
 
 from lvmgraph import Params, ShapeMismatch, check_shape
+from lvmgraph_cyclegan.layers import Norm, OutActivation, make_out_activation
+from lvmgraph_cyclegan.layers import make_norm as cyclegan_norm
 
 ImageShape = Annotated[list[PositiveInt], Field(min_length=3, max_length=3)]
-Norm = Literal["instance", "batch", "none"]
-OutActivation = Literal["tanh", "sigmoid", "none"]
 
 STEM_KERNEL, STEM_PADDING = 7, 3
 MIN_BOTTLENECK = 2  # instance norm needs more than one position per map
@@ -64,21 +64,8 @@ def bottleneck_size(in_shape: Sequence[int], n_downsampling: int) -> tuple[int, 
 
 
 def make_norm(norm: str, channels: int) -> nn.Module:
-    """(b c h w) -> (b c h w): instance norm with learnt scale and shift (the authors' choice), batch norm or none."""
-    if norm == "instance":
-        return nn.InstanceNorm2d(channels, affine=True, track_running_stats=False)
-    if norm == "batch":
-        return nn.BatchNorm2d(channels)
-    if norm == "none":
-        return nn.Identity()
-    raise ValueError(f"unknown norm {norm!r}; choose one of instance, batch, none")
-
-
-def make_out_activation(name: str) -> nn.Module:
-    table = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "none": nn.Identity}
-    if name not in table:
-        raise ValueError(f"unknown out_activation {name!r}; choose one of {', '.join(table)}")
-    return table[name]()
+    """(b c h w) -> (b c h w): CycleGAN's norm layer, instance norm with learnt scale and shift (the authors' choice)."""
+    return cyclegan_norm(norm, channels, affine=True)
 
 
 def tile_label(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
