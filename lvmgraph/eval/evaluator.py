@@ -287,13 +287,15 @@ def default_epochs(n_train: int, batch_size: int) -> int:
     return max(3, min(40, math.ceil(300 / steps_per_epoch)))
 
 
-def training_settings(info: dict, n_train: int, *, epochs: int | None, seed: int) -> dict:
+def training_settings(info: dict, n_train: int, *, epochs: int | None, seed: int,
+                      num_classes: int | None = None) -> dict:
+    """The CNN's shape and training recipe for this data; ``num_classes`` defaults to the dataset's."""
     input_shape = native_input_shape(info)
     batch_size = 128
     return {
         "architecture": ARCHITECTURE,
         "input_shape": list(input_shape),
-        "num_classes": int(info["num_classes"]),
+        "num_classes": int(info["num_classes"] if num_classes is None else num_classes),
         "widths": [32, 64],
         "feature_dim": 128,
         "dropout": 0.25,
@@ -306,7 +308,8 @@ def training_settings(info: dict, n_train: int, *, epochs: int | None, seed: int
     }
 
 
-def _hash_tensor(h, t: torch.Tensor) -> None:
+def hash_tensor(h, t: torch.Tensor) -> None:
+    """Feed a tensor's dtype, shape and bytes to the hash ``h`` (cache keys of evaluators and judges)."""
     t = t.detach().cpu().contiguous()
     h.update(f"{t.dtype}:{tuple(t.shape)}".encode())
     h.update(t.view(torch.uint8).reshape(-1).numpy() if t.numel() else b"")
@@ -319,8 +322,8 @@ def evaluator_key(dataset: str, splits: dict[str, tuple[torch.Tensor, torch.Tens
     for name in sorted(splits):
         x, y = splits[name]
         h.update(name.encode())
-        _hash_tensor(h, x)
-        _hash_tensor(h, y)
+        hash_tensor(h, x)
+        hash_tensor(h, y)
     h.update(Path(__file__).read_bytes())
     h.update(json.dumps(settings, sort_keys=True).encode())
     return h.hexdigest()
@@ -340,8 +343,10 @@ def canonical_splits(bundle: DatasetBundle) -> dict[str, tuple[torch.Tensor, tor
 
 # ----------------------------------------------------------------------------- training
 
-def _fit(model: SmallCNN, x: torch.Tensor, y: torch.Tensor, settings: dict, *, device: torch.device,
-         dataset: str, quiet: bool) -> None:
+def fit(model: SmallCNN, x: torch.Tensor, y: torch.Tensor, settings: dict, *, device: torch.device,
+        label: str, quiet: bool, loss_fn=F.cross_entropy) -> None:
+    """Adam with a one-cycle schedule over ``settings``' epochs, batches in a seeded order; progress
+    lines start with ``label``. Shared by evaluators and judges (which pass a multi-label loss)."""
     n, bs, epochs = len(x), settings["batch_size"], settings["epochs"]
     steps_per_epoch = math.ceil(n / bs)
     opt = torch.optim.Adam(model.parameters(), lr=settings["max_lr"])
@@ -356,14 +361,14 @@ def _fit(model: SmallCNN, x: torch.Tensor, y: torch.Tensor, settings: dict, *, d
         total = torch.zeros((), device=device)
         for s in range(0, n, bs):
             idx = perm[s:s + bs]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
+            loss = loss_fn(model(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             total += loss.detach() * len(idx)
         if not quiet:
-            print(f"evaluator {dataset}: epoch {epoch + 1}/{epochs} loss {float(total) / n:.4f} "
+            print(f"{label}: epoch {epoch + 1}/{epochs} loss {float(total) / n:.4f} "
                   f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
     model.eval()
 
@@ -377,7 +382,8 @@ def _accuracy(model: SmallCNN, x: torch.Tensor, y: torch.Tensor, device: torch.d
     return correct / max(1, len(x))
 
 
-def _serialize(model: SmallCNN) -> bytes:
+def serialize(model: SmallCNN) -> bytes:
+    """The model's weights as ``torch.save`` bytes (what the cache stores and checksums)."""
     buf = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
     return buf.getvalue()
@@ -393,12 +399,12 @@ def _train(dataset: str, splits: dict, settings: dict, key: str, *, device, quie
     with torch.random.fork_rng(devices=fork_devices):  # init and dropout seeded, the caller's RNG untouched
         torch.manual_seed(settings["seed"])
         model = build_model(settings).to(device)
-        _fit(model, x_train, y_train, settings, device=device, dataset=dataset, quiet=quiet)
+        fit(model, x_train, y_train, settings, device=device, label=f"evaluator {dataset}", quiet=quiet)
     accuracy = _accuracy(model, x_test, y_test, device)
     if not quiet:
         print(f"evaluator {dataset}: test accuracy {accuracy:.4f} on {len(x_test)} images",
               file=sys.stderr, flush=True)
-    data = _serialize(model)
+    data = serialize(model)
     ev = Evaluator(model, dataset=dataset, accuracy=accuracy, checksum=hashlib.sha256(data).hexdigest(),
                    key=key, settings=settings, device=device)
     return ev, data
@@ -422,57 +428,89 @@ def cache_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "lvmgraph"
 
 
-def evaluator_dir(dataset: str, key: str, root: Path | None = None) -> Path:
+def cache_folder(kind: str, dataset: str, key: str, root: Path | None = None) -> Path:
+    """``<root>/<kind>/<dataset>-<key[:16]>``: where a cached network of this kind and key lives."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", dataset)
-    return Path(root if root is not None else cache_root()) / "evaluators" / f"{safe}-{key[:16]}"
+    return Path(root if root is not None else cache_root()) / kind / f"{safe}-{key[:16]}"
 
 
-def _load(folder: Path, dataset: str, key: str, device) -> Evaluator:
-    """A cached evaluator, its checksum verified; EvaluatorCorrupt naming the file when anything is off."""
+def evaluator_dir(dataset: str, key: str, root: Path | None = None) -> Path:
+    return cache_folder("evaluators", dataset, key, root)
+
+
+def read_entry(folder: Path, key: str, *, what: str, retrain: str, error: type[Exception]) -> tuple[dict, SmallCNN]:
+    """A cache entry's meta.json and its network, the key and the weights' checksum verified.
+
+    Anything off raises ``error`` naming the file, what is wrong and ``retrain`` (how to recover).
+    ``what`` names the network in messages ("evaluator", "judge").
+    """
     meta_path, weights_path = folder / META_FILE, folder / WEIGHTS_FILE
-    retrain = f"delete {folder} or run `{train_command(dataset)}` to train it again"
     try:
         meta = json.loads(meta_path.read_text())
         expected, settings = meta["checksum"], meta["settings"]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise EvaluatorCorrupt(f"{meta_path}: unreadable evaluator metadata ({err}); {retrain}") from err
+        raise error(f"{meta_path}: unreadable {what} metadata ({err}); {retrain}") from err
     if meta.get("key") != key:
-        raise EvaluatorCorrupt(f"{meta_path}: records key {meta.get('key')}, expected {key}; {retrain}")
+        raise error(f"{meta_path}: records key {meta.get('key')}, expected {key}; {retrain}")
     try:
         data = weights_path.read_bytes()
     except OSError as err:
-        raise EvaluatorCorrupt(f"{weights_path}: cannot read the evaluator weights ({err}); {retrain}") from err
+        raise error(f"{weights_path}: cannot read the {what} weights ({err}); {retrain}") from err
     found = hashlib.sha256(data).hexdigest()
     if found != expected:
-        raise EvaluatorCorrupt(f"{weights_path}: checksum mismatch, the file is damaged or was modified "
-                               f"(sha256 {found}, {meta_path.name} records {expected}); {retrain}")
+        raise error(f"{weights_path}: checksum mismatch, the file is damaged or was modified "
+                    f"(sha256 {found}, {meta_path.name} records {expected}); {retrain}")
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         model = build_model(settings)
         model.load_state_dict(state)
     except Exception as err:  # a file with the right checksum that still does not fit: a code/format change
-        raise EvaluatorCorrupt(f"{weights_path}: cannot load the evaluator weights ({err}); {retrain}") from err
-    return Evaluator(model, dataset=dataset, accuracy=meta["accuracy"], checksum=expected, key=key,
-                     settings=settings, cache_dir=folder, from_cache=True, device=device)
+        raise error(f"{weights_path}: cannot load the {what} weights ({err}); {retrain}") from err
+    return meta, model
 
 
-def _save(folder: Path, ev: Evaluator, data: bytes, extra: dict) -> None:
-    """Write weights and meta.json into a fresh folder beside ``folder``, then rename it into place."""
+def write_entry(folder: Path, data: bytes, meta: dict) -> None:
+    """Weights and meta.json (plus format, creation time, torch version) written into a fresh folder
+    beside ``folder``, then renamed into place: a reader never sees half an entry."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.parent / f".tmp-{folder.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
         (tmp / WEIGHTS_FILE).write_bytes(data)
-        meta = {"format": CACHE_FORMAT, "dataset": ev.dataset, "architecture": ev.architecture,
-                "accuracy": ev.accuracy, "checksum": ev.checksum, "key": ev.key, "settings": ev.settings,
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "torch": torch.__version__, **extra}
+        meta = {"format": CACHE_FORMAT, **meta,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         os.rename(tmp, folder)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
         if not (folder / META_FILE).exists():  # not a lost race with another process: a real failure
             raise
+
+
+def move_aside(folder: Path, err: Exception, what: str) -> None:
+    """Rename a damaged cache entry out of the way (kept for inspection) and warn that it is retrained."""
+    aside = folder.with_name(f"{folder.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.rename(folder, aside)
+    warnings.warn(f"{err}\nMoved the damaged {what} to {aside}; training a new one.", stacklevel=3)
+
+
+def saved_checksum(folder: Path) -> str | None:
+    """The checksum a cache entry on disk records (None without one): tells whether another process saved first."""
+    meta_path = folder / META_FILE
+    return json.loads(meta_path.read_text())["checksum"] if meta_path.exists() else None
+
+
+def _load(folder: Path, dataset: str, key: str, device) -> Evaluator:
+    """A cached evaluator, its checksum verified; EvaluatorCorrupt naming the file when anything is off."""
+    retrain = f"delete {folder} or run `{train_command(dataset)}` to train it again"
+    meta, model = read_entry(folder, key, what="evaluator", retrain=retrain, error=EvaluatorCorrupt)
+    return Evaluator(model, dataset=dataset, accuracy=meta["accuracy"], checksum=meta["checksum"], key=key,
+                     settings=meta["settings"], cache_dir=folder, from_cache=True, device=device)
+
+
+def _save(folder: Path, ev: Evaluator, data: bytes, extra: dict) -> None:
+    write_entry(folder, data, {"dataset": ev.dataset, "architecture": ev.architecture, "accuracy": ev.accuracy,
+                               "checksum": ev.checksum, "key": ev.key, "settings": ev.settings, **extra})
 
 
 def evaluator_for(dataset: str, bundle: DatasetBundle, *, train_if_missing: bool = True,
@@ -494,9 +532,7 @@ def evaluator_for(dataset: str, bundle: DatasetBundle, *, train_if_missing: bool
         except EvaluatorCorrupt as err:
             if not train_if_missing:
                 raise
-            aside = folder.with_name(f"{folder.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-            os.rename(folder, aside)
-            warnings.warn(f"{err}\nMoved the damaged evaluator to {aside}; training a new one.", stacklevel=2)
+            move_aside(folder, err, "evaluator")
     elif not train_if_missing:
         raise EvaluatorMissing(f"no trained evaluator for dataset '{dataset}' with this data in {folder}. "
                                f"Train it once with: {train_command(dataset)} "
@@ -505,7 +541,7 @@ def evaluator_for(dataset: str, bundle: DatasetBundle, *, train_if_missing: bool
     ev, data = _train(dataset, splits, settings, key, device=device, quiet=quiet)
     _save(folder, ev, data, {"train_size": len(splits["train"][0]), "test_size": len(splits["test"][0]),
                              "train_seconds": round(time.perf_counter() - start, 1)})
-    if (folder / META_FILE).exists() and json.loads((folder / META_FILE).read_text())["checksum"] != ev.checksum:
+    if saved_checksum(folder) not in (None, ev.checksum):
         return _load(folder, dataset, key, device)  # another process saved first: use what is on disk
     ev.cache_dir = folder
     if not quiet:

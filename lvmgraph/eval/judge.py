@@ -27,24 +27,17 @@ Public API::
   (attributes only: every bit right), ``n``.
 - Cache: ``<cache_root()>/judges/<dataset>-<key[:16]>/`` with ``weights.pt`` and ``meta.json``. The
   key is a sha256 of the dataset name, the fields, the canonical images and labels of both splits,
-  this file's and the evaluator's source (the network lives there) and the training settings. The
-  weights' sha256 is checked on every load; a damaged entry is moved aside with a warning and the
-  judge retrained.
+  this file's and the evaluator's source (the network, its training loop and the cache entry format
+  live there) and the training settings. The weights' sha256 is checked on every load; a damaged
+  entry is moved aside with a warning and the judge retrained.
 """
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import math
 import os
-import re
-import shutil
 import sys
 import time
-import uuid
-import warnings
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
@@ -53,14 +46,13 @@ import torch.nn.functional as F
 
 from ..data.base import DatasetBundle
 from . import evaluator as _evaluator
-from .evaluator import (ARCHITECTURE, SmallCNN, architecture_name, build_model, cache_root, canonical_images,
-                        default_epochs, native_input_shape)
+from .evaluator import (SmallCNN, architecture_name, build_model, cache_folder, cache_root, canonical_images, fit,
+                        hash_tensor, move_aside, native_input_shape, read_entry, saved_checksum, serialize,
+                        training_settings, write_entry)
 
-__all__ = ["Judge", "JudgeCorrupt", "judge_for", "judge_data", "judge_key"]
+__all__ = ["Judge", "JudgeCorrupt", "judge_for", "judge_data", "judge_fields", "judge_key"]
 
-CACHE_FORMAT = 1
-WEIGHTS_FILE = "weights.pt"
-META_FILE = "meta.json"
+CACHE_FORMAT = 1  # of the key; the entry's files and checks are the evaluator cache's (read_entry, write_entry)
 
 
 class JudgeCorrupt(RuntimeError):
@@ -200,39 +192,6 @@ def score(pred: torch.Tensor, y: torch.Tensor, mode: str, num_classes: int) -> d
 
 # ----------------------------------------------------------------------------- training
 
-def _fit(model: SmallCNN, x, y, settings: dict, device, quiet: bool, label: str) -> None:
-    n, bs, epochs = len(x), settings["batch_size"], settings["epochs"]
-    opt = torch.optim.Adam(model.parameters(), lr=settings["max_lr"])
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings["max_lr"],
-                                                total_steps=max(2, epochs * math.ceil(n / bs)))
-    loss_fn = F.binary_cross_entropy_with_logits if settings["mode"] == "attributes" else F.cross_entropy
-    order = torch.Generator().manual_seed(settings["seed"])
-    x, y = x.to(device), y.to(device)
-    start = time.perf_counter()
-    model.train()
-    for epoch in range(epochs):
-        perm = torch.randperm(n, generator=order).to(device)
-        total = 0.0
-        for s in range(0, n, bs):
-            idx = perm[s:s + bs]
-            loss = loss_fn(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        if not quiet:
-            print(f"judge {label}: epoch {epoch + 1}/{epochs} loss {total / n:.4f} "
-                  f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
-    model.eval()
-
-
-def _hash_tensor(h, t: torch.Tensor) -> None:
-    t = t.detach().cpu().contiguous()
-    h.update(f"{t.dtype}:{tuple(t.shape)}".encode())
-    h.update(t.view(torch.uint8).reshape(-1).numpy() if t.numel() else b"")
-
-
 def judge_key(dataset: str, splits: dict, settings: dict) -> str:
     """sha256 of the dataset name, the canonical (x, y) of both splits, the code and the settings."""
     h = hashlib.sha256()
@@ -240,8 +199,8 @@ def judge_key(dataset: str, splits: dict, settings: dict) -> str:
     for name in sorted(splits):
         x, y = splits[name]
         h.update(name.encode())
-        _hash_tensor(h, x)
-        _hash_tensor(h, y)
+        hash_tensor(h, x)
+        hash_tensor(h, y)
     h.update(Path(__file__).read_bytes())
     h.update(Path(_evaluator.__file__).read_bytes())
     h.update(json.dumps(settings, sort_keys=True).encode())
@@ -249,66 +208,41 @@ def judge_key(dataset: str, splits: dict, settings: dict) -> str:
 
 
 def _settings(info: dict, n_train: int, width: int, mode: str, images, labels, epochs, seed) -> dict:
-    bs = 128
-    return {"architecture": ARCHITECTURE, "input_shape": list(native_input_shape(info)), "num_classes": width,
-            "widths": [32, 64], "feature_dim": 128, "dropout": 0.25, "optimizer": "adam", "max_lr": 3e-3,
-            "schedule": "one_cycle", "batch_size": bs,
-            "epochs": int(epochs) if epochs is not None else default_epochs(n_train, bs), "seed": int(seed),
+    """The evaluator's recipe with ``width`` outputs, plus what the judge learns from."""
+    return {**training_settings(info, n_train, epochs=epochs, seed=seed, num_classes=width),
             "mode": mode, "images": list(images), "labels": list(labels) if labels is not None else None,
             "train_size": int(n_train)}
 
 
-def _serialize(model: SmallCNN) -> bytes:
-    buf = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
-    return buf.getvalue()
-
-
 def judge_dir(dataset: str, key: str, root: Path | None = None) -> Path:
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", dataset)
-    return Path(root if root is not None else cache_root()) / "judges" / f"{safe}-{key[:16]}"
+    return cache_folder("judges", dataset, key, root)
 
 
 def _load(folder: Path, dataset: str, key: str, device) -> Judge:
-    meta_path, weights_path = folder / META_FILE, folder / WEIGHTS_FILE
-    try:
-        meta = json.loads(meta_path.read_text())
-        expected, settings, test = meta["checksum"], meta["settings"], meta["test"]
-        data = weights_path.read_bytes()
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise JudgeCorrupt(f"{folder}: unreadable judge ({err})") from err
-    if meta.get("key") != key:
-        raise JudgeCorrupt(f"{meta_path}: records key {meta.get('key')}, expected {key}")
-    found = hashlib.sha256(data).hexdigest()
-    if found != expected:
-        raise JudgeCorrupt(f"{weights_path}: checksum mismatch, the file is damaged or was modified "
-                           f"(sha256 {found}, {META_FILE} records {expected})")
-    try:
-        model = build_model(settings)
-        model.load_state_dict(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
-    except Exception as err:  # noqa: BLE001 - the right checksum but unloadable: a format change
-        raise JudgeCorrupt(f"{weights_path}: cannot load the judge weights ({err})") from err
-    return Judge(model, dataset=dataset, settings=settings, test=test, checksum=expected, key=key,
-                 cache_dir=folder, from_cache=True, device=device)
+    meta, model = read_entry(folder, key, what="judge", retrain=f"delete {folder} to train it again",
+                             error=JudgeCorrupt)
+    return Judge(model, dataset=dataset, settings=meta["settings"], test=meta["test"], checksum=meta["checksum"],
+                 key=key, cache_dir=folder, from_cache=True, device=device)
 
 
 def _save(folder: Path, judge: Judge, data: bytes, seconds: float) -> None:
-    """Weights and meta.json written into a fresh folder beside ``folder``, then renamed into place."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".tmp-{folder.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        (tmp / WEIGHTS_FILE).write_bytes(data)
-        meta = {"format": CACHE_FORMAT, "dataset": judge.dataset, "architecture": judge.architecture,
-                "checksum": judge.checksum, "key": judge.key, "settings": judge.settings, "test": judge.test,
-                "train_seconds": round(seconds, 1), "torch": torch.__version__,
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        os.rename(tmp, folder)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (folder / META_FILE).exists():  # not a lost race with another process
-            raise
+    write_entry(folder, data, {"dataset": judge.dataset, "architecture": judge.architecture,
+                               "checksum": judge.checksum, "key": judge.key, "settings": judge.settings,
+                               "test": judge.test, "train_seconds": round(seconds, 1)})
+
+
+def judge_fields(images: str | Sequence[str], labels: str | Sequence[str] | None) -> tuple[list, list | None]:
+    """The image and label fields as lists; ValueError unless they describe a judge (checked at spec load too)."""
+    images, labels = _as_list(images), _as_list(labels)
+    if not images:
+        raise ValueError("judge.images needs at least one image field")
+    if labels is None and len(images) < 2:
+        raise ValueError(f"judge.images is one field ('{images[0]}'): add `labels:` (its class field) or "
+                         f"list several image fields, each one class")
+    if labels is not None and len(labels) != len(images):
+        raise ValueError(f"judge has {len(images)} image fields but {len(labels)} label fields; give one "
+                         f"label field per image field")
+    return images, labels
 
 
 def judge_for(dataset: str, bundle: DatasetBundle, *, images: str | Sequence[str],
@@ -316,15 +250,7 @@ def judge_for(dataset: str, bundle: DatasetBundle, *, images: str | Sequence[str
               device="cpu", cache_dir: str | os.PathLike | None = None, quiet: bool = False) -> Judge:
     """The judge of ``images`` (against ``labels``, or their positions) on this exact data: cached, or
     trained on the train split, measured on the test split and cached."""
-    images, labels = _as_list(images), _as_list(labels)
-    if not images:
-        raise ValueError("a judge needs at least one image field")
-    if labels is None and len(images) < 2:
-        raise ValueError(f"a judge of one image field ('{images[0]}') needs `labels:` (a class field); "
-                         f"or give several image fields, each one class")
-    if labels is not None and len(labels) != len(images):
-        raise ValueError(f"judge: {len(images)} image fields but {len(labels)} label fields; give one label "
-                         f"field per image field")
+    images, labels = judge_fields(images, labels)
     multi = _multi_hot_field(bundle, labels)
     splits = {}
     for split in ("train", "test"):
@@ -345,9 +271,7 @@ def judge_for(dataset: str, bundle: DatasetBundle, *, images: str | Sequence[str
         try:
             return _load(folder, dataset, key, device)
         except JudgeCorrupt as err:
-            aside = folder.with_name(f"{folder.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-            os.rename(folder, aside)
-            warnings.warn(f"{err}\nMoved the damaged judge to {aside}; training a new one.", stacklevel=2)
+            move_aside(folder, err, "judge")
     label = f"{dataset} {images}" + (f" vs {labels}" if labels else "")
     (x_train, y_train), (x_test, y_test) = tensors["train"], tensors["test"]
     if not quiet:
@@ -358,8 +282,9 @@ def judge_for(dataset: str, bundle: DatasetBundle, *, images: str | Sequence[str
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(settings["seed"])
         model = build_model(settings).to(device)
-        _fit(model, x_train, y_train, settings, device, quiet, label)
-    data = _serialize(model)
+        fit(model, x_train, y_train, settings, device=device, label=f"judge {label}", quiet=quiet,
+            loss_fn=F.binary_cross_entropy_with_logits if mode == "attributes" else F.cross_entropy)
+    data = serialize(model)
     judge = Judge(model, dataset=dataset, settings=settings, test={}, checksum=hashlib.sha256(data).hexdigest(),
                   key=key, device=device)
     judge.test = score(judge.predict(x_test), y_test, mode, width)
@@ -367,7 +292,7 @@ def judge_for(dataset: str, bundle: DatasetBundle, *, images: str | Sequence[str
         print(f"judge {label}: test accuracy {judge.test['accuracy']:.4f} on {len(x_test)} images",
               file=sys.stderr, flush=True)
     _save(folder, judge, data, time.perf_counter() - start)
-    if json.loads((folder / META_FILE).read_text())["checksum"] != judge.checksum:
+    if saved_checksum(folder) not in (None, judge.checksum):
         return _load(folder, dataset, key, device)  # another process saved first: use what is on disk
     judge.cache_dir = folder
     return judge

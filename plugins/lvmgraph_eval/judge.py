@@ -20,7 +20,7 @@ from pydantic import Field, model_validator
 
 from lvmgraph import Params
 from lvmgraph.eval.context import point_value
-from lvmgraph.eval.judge import judge_for
+from lvmgraph.eval.judge import judge_fields, judge_for
 from lvmgraph.eval.stats import confusion_matrix, rng_from
 
 
@@ -36,16 +36,7 @@ class JudgeParams(Params):
 
     @model_validator(mode="after")
     def _fits(self):
-        images = [self.images] if isinstance(self.images, str) else self.images
-        labels = [self.labels] if isinstance(self.labels, str) else self.labels
-        if not images:
-            raise ValueError("judge.images needs at least one image field")
-        if labels is None and len(images) < 2:
-            raise ValueError(f"judge.images is one field ('{images[0]}'): add `labels:` (its class field) or "
-                             f"list several image fields, each one class")
-        if labels is not None and len(labels) != len(images):
-            raise ValueError(f"judge has {len(images)} image fields but {len(labels)} label fields; give one "
-                             f"label field per image field")
+        judge_fields(self.images, self.labels)
         return self
 
 
@@ -120,8 +111,7 @@ def judge_accuracy(ctx, **settings) -> dict:
     s = JudgeAccuracyParams(**settings)
     info = ctx.data.info
     j = s.judge
-    images = [j.images] if isinstance(j.images, str) else list(j.images)
-    labels = [j.labels] if isinstance(j.labels, str) else (list(j.labels) if j.labels is not None else None)
+    images, labels = judge_fields(j.images, j.labels)
     name = info.get("name") or ctx.spec.data.dataset
     judge = judge_for(name, ctx.data, images=images, labels=labels, epochs=j.epochs, seed=j.seed,
                       device=ctx.device, quiet=True)
