@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import lvmgraph.api as api
+from lvmgraph.eval.runner import named_entries
 from lvmgraph.train.checkpoint import latest_checkpoint, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +100,7 @@ def test_spec_validates_and_trains_a_few_steps(path, tmp_path):
 
     # the spec's own evaluation section runs (on few samples) and every result is a finite number
     results = api.open_run(run.path).evaluate([(m, small(m, s)) for m, s in spec.eval.items()], write=False)
-    assert set(results) == {r for r, _, _ in spec.eval.entries()}
+    assert set(results) == {r for r, _, _ in named_entries(spec.eval.items())}
     for metric, out in results.items():
         numbers = {k: v for k, v in out.items() if isinstance(v, (int, float)) and k != "seconds"}
         # NaN is a documented "undefined" (e.g. reverse KL with no high-quality sample after 3 steps);

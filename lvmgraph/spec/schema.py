@@ -149,14 +149,6 @@ class EvalSpec(Strict):
             seen[result] = i
         return value
 
-    def entries(self) -> list[tuple[str, str, dict]]:
-        """-> [(result name, metric name, settings without ``as``)] in order."""
-        out = []
-        for name, settings in self.items():
-            settings = dict(settings)
-            out.append((settings.pop(RESULT_NAME_KEY, name), name, settings))
-        return out
-
     def items(self) -> list[tuple[str, dict]]:
         """-> [(metric name, settings)]; the settings keep ``as`` (the runner names results by it)."""
         out = []
