@@ -61,6 +61,10 @@ FIGURES: dict[str, list[tuple[str, str, str]]] = {
 }
 FLOORED = {("prior_mmd", "mmd2"), ("prior_ks", "ks_max"), ("evaluator_fd", "fd"), ("evaluator_kid", "kid"),
            ("inception_fid", "fid")}
+# figures of every `judge_accuracy` entry, whatever its result name (`as:`): "<name>: <label>"
+JUDGE_FIGURES = [("accuracy", "judged as target", "{:.3f}"),
+                 ("agreement", "judged class same as input's", "{:.3f}"),
+                 ("reference", "judge's accuracy on real test images", "{:.3f}")]
 SCALE: dict[tuple[str, str], float] = {}  # (metric, key) -> factor for display, e.g. 1e3 for a "×10³" label
 
 # published figures on the same data and protocol: (spec, label) -> "figure (source, protocol)"
@@ -117,22 +121,30 @@ def git_commit() -> str:
         return "unknown"
 
 
+def figure_items(results: dict) -> list[tuple[str, str, str, str]]:
+    """(result name, key, label, format) of the headline figures an eval results dict can hold:
+    those of FIGURES, then those of each judge entry (named by its `as:`)."""
+    items = [(metric, key, label, fmt) for metric, entries in FIGURES.items() if isinstance(results.get(metric), dict)
+             for key, label, fmt in entries]
+    for name, r in results.items():
+        if name not in FIGURES and isinstance(r, dict) and "judge" in r.get("protocol", {}):
+            items += [(name, key, f"{name}: {label}", fmt) for key, label, fmt in JUDGE_FIGURES]
+    return items
+
+
 def figures(results: dict) -> dict[str, str]:
     """A metrics dict (as in eval.json) -> {label: formatted figure with its floor}."""
     out = {}
-    for metric, items in FIGURES.items():
-        r = results.get(metric)
-        if not isinstance(r, dict):
+    for metric, key, label, fmt in figure_items(results):
+        r = results[metric]
+        if not isinstance(r.get(key), (int, float)):
             continue
-        for key, label, fmt in items:
-            if not isinstance(r.get(key), (int, float)):
-                continue
-            text = fmt.format(r[key] * SCALE.get((metric, key), 1))
-            if metric == "mode_coverage" and key == "modes":
-                text += f" / {r['modes_total']}"
-            if (metric, key) in FLOORED and isinstance(r.get("floor"), (int, float)):
-                text += f" (floor {fmt.format(r['floor'] * SCALE.get((metric, 'floor'), 1))})"
-            out[label] = text
+        text = fmt.format(r[key] * SCALE.get((metric, key), 1))
+        if metric == "mode_coverage" and key == "modes":
+            text += f" / {r['modes_total']}"
+        if (metric, key) in FLOORED and isinstance(r.get("floor"), (int, float)):
+            text += f" (floor {fmt.format(r['floor'] * SCALE.get((metric, 'floor'), 1))})"
+        out[label] = text
     return out
 
 
@@ -151,18 +163,15 @@ def rows_for(record: dict) -> list[str]:
     cost = (f"{record['steps']} steps × {record['batch_size']}; {record['train_cpu_s'] / 60:.1f} CPU-min "
             f"({record['train_wall_s'] / 60:.1f} min wall, {record['threads']} thr)")
     lines, first = [], True
-    for metric, items in FIGURES.items():
-        if metric not in record["after"]:
+    for metric, _key, label, _fmt in figure_items(record["after"]):
+        if label not in after:
             continue
         note = protocol_note(metric, record["after"][metric])
-        for _key, label, _fmt in items:
-            if label not in after:
-                continue
-            spec_cell = f"`{name}`" if first else ""
-            cost_cell = cost if first else ""
-            first = False
-            lines.append(f"| {spec_cell} | {label}{f' ({note})' if note else ''} | {before.get(label, '–')} | "
-                         f"**{after[label]}** | {PUBLISHED.get((name, label), '–')} | {cost_cell} |")
+        spec_cell = f"`{name}`" if first else ""
+        cost_cell = cost if first else ""
+        first = False
+        lines.append(f"| {spec_cell} | {label}{f' ({note})' if note else ''} | {before.get(label, '–')} | "
+                     f"**{after[label]}** | {PUBLISHED.get((name, label), '–')} | {cost_cell} |")
     return lines
 
 

@@ -3,6 +3,7 @@
     python benchmarks/seeds.py specs/gan_ring8.yaml --seeds 10 --jobs 2
     python benchmarks/seeds.py specs/gan_ring8.yaml --seeds 10 --pack 1 --label "GAN, no packing"
     python benchmarks/seeds.py specs/infogan_digits.yaml --seeds 10 --jobs 2
+    python benchmarks/seeds.py specs/cyclegan_thin2thick.yaml --seeds 3 --runs runs/   # keep the runs
     python benchmarks/seeds.py --table-only            # print the table of benchmarks/seeds.json
 
 Each seed S trains the spec with ``seed=S`` and ``data.seed=S`` (a new initialisation, batch
@@ -30,7 +31,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from all_specs import FIGURES, PUBLISHED, SCALE, cpu_seconds  # noqa: E402  (the same headline figures as the main table)
+from all_specs import FIGURES, JUDGE_FIGURES, PUBLISHED, SCALE, cpu_seconds, figure_items  # noqa: E402  (the same headline figures as the main table)
 
 ROOT = Path(__file__).resolve().parents[1]
 JSON = ROOT / "benchmarks" / "seeds.json"
@@ -51,19 +52,19 @@ def figure_order(key: str) -> int:
 
 
 def headline(results: dict) -> dict[str, float]:
-    """eval results -> {"metric.key": value} for the headline figures."""
+    """eval results -> {"metric.key": value} for the headline figures (judge entries by their `as:` name)."""
     out = {}
-    for metric, items in FIGURES.items():
-        r = results.get(metric)
-        if isinstance(r, dict):
-            for key, _label, _fmt in items:
-                if isinstance(r.get(key), (int, float)):
-                    out[f"{metric}.{key}"] = float(r[key])
+    for metric, key, _label, _fmt in figure_items(results):
+        if isinstance(results[metric].get(key), (int, float)):
+            out[f"{metric}.{key}"] = float(results[metric][key])
     return out
 
 
-def train_one(spec: str, seed: int, overrides: list[str], track: int | None) -> dict:
-    """Train one seed in this process (one torch thread) -> its headline figures and cost."""
+def train_one(spec: str, seed: int, overrides: list[str], track: int | None, runs: Path | None = None) -> dict:
+    """Train one seed in this process (one torch thread) -> its headline figures and cost.
+
+    With ``runs``, the seed's run directory (checkpoints, sample grids, metrics, eval.json) is kept
+    as ``runs/<spec stem>_seed<S>``, so its pictures can be looked at and it can be evaluated again."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
@@ -76,7 +77,13 @@ def train_one(spec: str, seed: int, overrides: list[str], track: int | None) -> 
     loaded = load_spec(spec, [*overrides, f"seed={seed}", f"data.seed={seed}", "train.progress=false",
                               "train.threads=1"])
     exp = prepare(loaded, device="cpu")
-    trainer = Trainer(exp, None, progress=False)
+    run = None
+    if runs is not None:
+        from lvmgraph.train.rundir import RunDir
+
+        run = RunDir.create(loaded.spec.name, runs / f"{Path(spec).stem}_seed{seed}")
+        run.write_spec(loaded.resolved(), str(spec))
+    trainer = Trainer(exp, run, progress=False)
     history = []
     if track:
         def watch(t: Trainer) -> None:
@@ -87,6 +94,8 @@ def train_one(spec: str, seed: int, overrides: list[str], track: int | None) -> 
     trainer.fit()
     cpu, wall = cpu_seconds() - cpu, time.perf_counter() - wall
     results = evaluate(exp)
+    if run is not None:
+        run.write_json("eval.json", {"step": trainer.step, "results": results})
     extra = {"counts": results["mode_coverage"]["counts"]} if "mode_coverage" in results else {}
     return {"seed": seed, "steps": trainer.step, "train_cpu_s": round(cpu, 1), "train_wall_s": round(wall, 1),
             "figures": headline(results), **extra, **({"track": history} if track else {})}
@@ -106,6 +115,9 @@ def labelled(key: str) -> tuple[str, str]:
     for k, label, fmt in FIGURES.get(metric, []):
         if k == name:
             return label, fmt
+    for k, label, fmt in JUDGE_FIGURES if metric not in FIGURES else []:
+        if k == name:
+            return f"{metric}: {label}", fmt
     return key, "{:.4g}"
 
 
@@ -141,6 +153,7 @@ def main(argv=None) -> int:
     parser.add_argument("--label", help="row label (default: the spec's stem plus overrides)")
     parser.add_argument("--jobs", type=int, default=1, help="seeds trained in parallel (one thread each)")
     parser.add_argument("--track", type=int, help="also evaluate every K steps and print the curve")
+    parser.add_argument("--runs", type=Path, help="keep each seed's run directory under this folder")
     parser.add_argument("--json", type=Path, default=JSON, help="merge the rows into this file")
     parser.add_argument("--no-json", action="store_true", help="do not record the rows (tuning runs)")
     parser.add_argument("--table-only", action="store_true", help="print the table of --json and stop")
@@ -159,7 +172,7 @@ def main(argv=None) -> int:
                      f"graph.d_real=critic(pack(x, {args.pack}))",
                      f"graph.d_fake=critic(pack(x_fake, {args.pack}))", *overrides]
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    work = [(args.spec, s, overrides, args.track) for s in seeds]
+    work = [(args.spec, s, overrides, args.track, args.runs) for s in seeds]
     rows = []
     with ProcessPoolExecutor(args.jobs) if args.jobs > 1 else nullcontext() as pool:
         results_in_order = pool.map(train_one, *zip(*work)) if pool else (train_one(*w) for w in work)

@@ -259,3 +259,19 @@ def test_accuracy_counts_argmax_hits():
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, -1.0], [0.0, 5.0]])
     assert losses.accuracy(logits, torch.tensor([0, 1, 1, 0])).item() == 0.5
     assert losses.accuracy(logits, torch.tensor([[1, 0], [0, 1], [1, 0], [0, 1]])).item() == 1.0
+
+
+def test_mode_seeking_on_known_distances_and_its_gradient_pushes_outputs_apart():
+    z1, z2 = torch.zeros(2, 4), torch.full((2, 4), 2.0)           # mean |dz| = 2 per example
+    x1 = torch.zeros(2, 1, 2, 2)
+    x2 = torch.tensor([1.0, 3.0]).reshape(2, 1, 1, 1).expand(2, 1, 2, 2).clone()  # mean |dx| = 1 and 3
+    ratio = (1 / 2 + 3 / 2) / 2
+    assert losses.mode_seeking(x1, x2, z1, z2, eps=0.0).item() == pytest.approx(1 / ratio)
+    # a generator that ignores its noise: identical outputs give 1/eps
+    assert losses.mode_seeking(x1, x1, z1, z2, eps=1e-3).item() == pytest.approx(1e3)
+    # descending the loss moves the two outputs apart
+    x2 = x2.requires_grad_()
+    losses.mode_seeking(x1, x2, z1, z2).backward()
+    assert (x2.grad < 0).all()  # larger x2 (already above x1) lowers the loss
+    with pytest.raises(ValueError, match="one per example"):
+        losses.mode_seeking(x1, x1, z1[:1], z2[:1])

@@ -130,6 +130,7 @@ def test_domain_judge_identity_other_domain_and_constant_targets(domains):
     fail = one(domains, output="x_ab", judge=DOMAIN_JUDGE, target=1, input="x_a", n=5000)
     assert fail["accuracy"] == pytest.approx(1 - stay["accuracy"], abs=1e-12) and fail["accuracy"] < 0.1
     assert fail["input_accuracy"] == fail["accuracy"]  # output = input here
+    assert "agreement" not in fail  # a constant target is not the input's own label
     assert fail["confusion"][1][0] == round(n_test * stay["accuracy"])
     # a perfect translator (real images of B) scores the judge's own accuracy on B
     perfect = one(domains, output="x_perfect", judge=DOMAIN_JUDGE, target=1, input="x_a", n=5000)
@@ -160,6 +161,11 @@ def test_class_judge_with_labels_identity_shuffle_and_constant(digits):
     assert same["protocol"]["class_names"] == [str(d) for d in range(10)]
     shuffled = one(digits, output="x_shuffled", judge=CLASS_JUDGE, target="y", n=5000)
     assert shuffled["accuracy"] < 0.3
+    # agreement: the output judged as the class the judge sees in its input, whatever the truth
+    kept = one(digits, output="x_same", input="x", judge=CLASS_JUDGE, target="y", n=5000)
+    assert kept["agreement"] == 1.0 and kept["accuracy"] == same["accuracy"] < 1.0
+    lost = one(digits, output="x_shuffled", input="x", judge=CLASS_JUDGE, target="y", n=5000)
+    assert lost["agreement"] < 0.3 and lost["input_accuracy"] == same["accuracy"]
     three = one(digits, output="x_same", judge=CLASS_JUDGE, target=3, n=5000)
     confusion = torch.tensor(same["confusion"])
     assert three["accuracy"] == pytest.approx(confusion[:, 3].sum().item() / 359, abs=1e-12)

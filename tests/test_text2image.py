@@ -132,6 +132,17 @@ def test_discriminator_joins_text_and_image_on_a_4x4_map():
     assert MatchingDiscriminator(in_shape=[3, 28, 28], embed_dim=6, channels=[8, 16]).map_shape == (7, 7)
 
 
+def test_projection_adds_the_inner_product_of_projected_text_and_pooled_features():
+    d = MatchingDiscriminator(in_shape=[3, 16, 16], embed_dim=6, text_dim=4, channels=[8, 16], projection=True)
+    d.eval()
+    x, phi = torch.randn(3, 3, 16, 16), torch.randn(3, 6)
+    h = d.features(x)
+    plain = d.out(d.joint(torch.cat([h, d.project(phi, owner="t")[:, :, None, None].expand(-1, -1, 4, 4)], 1)))
+    by_hand = plain.flatten(1) + (phi @ d.text_to_channels.weight.T * h.sum(dim=(2, 3))).sum(1, keepdim=True)
+    torch.testing.assert_close(d.score(h, phi), by_hand)
+    assert MatchingDiscriminator(in_shape=[3, 16, 16], embed_dim=6, channels=[8, 16]).text_to_channels is None
+
+
 def test_spectral_norm_bounds_every_layer_of_the_discriminator():
     d = MatchingDiscriminator(in_shape=[3, 16, 16], embed_dim=6, text_dim=4, channels=[8, 16], spectral_norm=True)
     layers = [m for m in d.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]

@@ -212,6 +212,25 @@ def gan_minimax_generator_loss(fake: torch.Tensor) -> torch.Tensor:
     return -F.softplus(fake).mean()
 
 
+def mode_seeking(x1: torch.Tensor, x2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor,
+                 eps: float = 1e-5) -> torch.Tensor:
+    """Two outputs of one condition from two noises -> (): 1 / (mean|x1 − x2| / mean|z1 − z2| + eps).
+
+    The mode-seeking term of Mao et al., "Mode Seeking Generative Adversarial Networks for Diverse
+    Image Synthesis" (CVPR 2019): a conditional generator that ignores its noise (one image per
+    condition) makes the ratio small and this loss large, so minimising it spreads the outputs of
+    one condition apart in proportion to how far apart their noises are. Distances are mean
+    absolute differences per example; the ratio is averaged over the batch.
+    """
+    if x1.shape != x2.shape or z1.shape != z2.shape or x1.shape[0] != z1.shape[0]:
+        raise ValueError(f"mode_seeking needs two outputs of one shape and their two noises of one shape, "
+                         f"one per example; got outputs {tuple(x1.shape)}, {tuple(x2.shape)} and noises "
+                         f"{tuple(z1.shape)}, {tuple(z2.shape)}")
+    d_out = (x1 - x2).abs().flatten(1).mean(dim=1)
+    d_noise = (z1 - z2).abs().flatten(1).mean(dim=1)
+    return 1.0 / ((d_out / d_noise).mean() + eps)
+
+
 LOSSES = {
     "bce": bce,
     "bce_logits": bce_logits,
@@ -226,6 +245,7 @@ LOSSES = {
     "gan_discriminator_loss": gan_discriminator_loss,
     "gan_generator_loss": gan_generator_loss,
     "gan_minimax_generator_loss": gan_minimax_generator_loss,
+    "mode_seeking": mode_seeking,
 }
 
 

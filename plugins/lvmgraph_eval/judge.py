@@ -103,7 +103,10 @@ def judge_accuracy(ctx, **settings) -> dict:
     ``output`` is computed from the batch and classified. ``accuracy``: fraction classified as
     ``target``; ``per_target``: the same per target class; ``reference``: the judge's accuracy on
     real test images (the ceiling), ``reference_per_target`` per class; ``input_accuracy`` (with an
-    image ``input``): the untranslated inputs judged as the target (the baseline);
+    image ``input``): the untranslated inputs judged as the target (the baseline); ``agreement``
+    (with an image ``input`` and a ``target`` that is a data field, the example's own label):
+    outputs judged the same class as their input (class preservation measured against the judge's
+    view of the input, so the judge's own errors do not cap it);
     ``confusion``: rows target class, columns judged class. With multi-hot labels (a multi-label
     judge) and targets: ``accuracy`` is the mean over attributes, ``per_attribute`` and
     ``all_attributes`` (every attribute right), with references on real test images.
@@ -147,6 +150,7 @@ def judge_accuracy(ctx, **settings) -> dict:
                                                                               if s.where else ""))
     pred, target = torch.cat(preds), torch.cat(targets)
     protocol = {"split": s.split, "n": int(pred.shape[0]), "output": s.output, "target": s.target,
+                "target_is_field": isinstance(s.target, str) and not graph_target,
                 "input": s.input, "where": s.where, "seed": seed, "seed_setting": s.seed,
                 "judge": judge.describe()}
     if judge.mode == "attributes":
@@ -188,7 +192,14 @@ def _class_results(judge, pred, target, on_input, s, protocol, info, images) -> 
         "confusion": counts.tolist(),
     }
     if on_input:
-        out["input_accuracy"] = (torch.cat(on_input) == target).double().mean().item()
+        judged_input = torch.cat(on_input)
+        out["input_accuracy"] = (judged_input == target).double().mean().item()
+        if protocol["target_is_field"]:
+            # The target is the example's own label: the output should keep the input's class.
+            # The judge's own errors cap `accuracy` at `reference`; agreement asks only whether
+            # the output kept the class the judge sees in its input, which a perfect translation
+            # reaches whatever the judge's accuracy.
+            out["agreement"] = (judged_input == pred).double().mean().item()
     protocol["class_names"] = names
     out["protocol"] = protocol
     return out

@@ -6,7 +6,9 @@ d sentence embedding width, t compressed text width.
 D judges an (image, text) pair: DCGAN stride-2 convs take the image to a small map (C H W); the
 text embedding, compressed by Linear + LeakyReLU(0.2), is replicated over that map and concatenated
 depth-wise; a 1x1 conv (+ batch norm) + LeakyReLU mixes image and text features, and a final conv
-whose kernel covers the whole map gives one logit. With the CLS loss D learns to reject real images
+whose kernel covers the whole map gives one logit. With ``projection: true`` the logit also gets
+the inner product of a linear map of phi with the trunk's channels summed over the map (a
+projection discriminator, Miyato & Koyama 2018). With the CLS loss D learns to reject real images
 with the wrong text as well as fakes, so it must read the text.
 
 ``features(x)`` and ``score(h, phi)`` split the forward pass, so a graph can run the trunk once on
@@ -38,6 +40,10 @@ class MatchingDiscriminatorParams(Params):
     batch_norm: bool = Field(default=True, description="batch norm after every conv except the input layer and "
                                                        "the output")
     spectral_norm: bool = Field(default=False, description="spectral normalisation on every conv and linear layer")
+    projection: bool = Field(default=False, description="also add the projection term <V phi, sum_HW h> of "
+                                                        "Miyato & Koyama (ICLR 2018) to the logit: the text "
+                                                        "then meets every trunk channel directly, a stronger "
+                                                        "match signal than concatenation alone")
 
     @model_validator(mode="after")
     def _fits(self):
@@ -53,7 +59,8 @@ class MatchingDiscriminator(nn.Module):
     """x (b c h w), phi (b d) -> logit (b 1): does the image look real *and* match the text?"""
 
     def __init__(self, *, in_shape: Sequence[int], embed_dim: int, text_dim: int = 128,
-                 channels: Sequence[int] = (64, 128, 256), batch_norm: bool = True, spectral_norm: bool = False):
+                 channels: Sequence[int] = (64, 128, 256), batch_norm: bool = True, spectral_norm: bool = False,
+                 projection: bool = False):
         super().__init__()
         self.in_shape = tuple(int(s) for s in in_shape)
         self.map_shape = trunk_size(self.in_shape, len(channels))  # (H, W)
@@ -72,6 +79,9 @@ class MatchingDiscriminator(nn.Module):
             _sn(nn.Conv2d(c + int(text_dim), c, 1, bias=not batch_norm), spectral_norm),
             *([nn.BatchNorm2d(c)] if batch_norm else []), nn.LeakyReLU(LEAKY_SLOPE))
         self.out = _sn(nn.Conv2d(c, 1, self.map_shape), spectral_norm)  # kernel = the whole H x W map
+        # projection discriminator term: phi -> one weight per trunk channel (no bias, so a zero
+        # embedding adds nothing)
+        self.text_to_channels = _sn(nn.Linear(int(embed_dim), c, bias=False), spectral_norm) if projection else None
         dcgan_init(self)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -85,7 +95,11 @@ class MatchingDiscriminator(nn.Module):
             raise ValueError(f"matching_discriminator: {h.shape[0]} images but {embedding.shape[0]} text embeddings")
         text = self.project(embedding, owner="matching_discriminator")
         tiled = repeat(text, "b t -> b t H W", H=h.shape[2], W=h.shape[3])
-        return self.out(self.joint(torch.cat([h, tiled], dim=1))).flatten(1)
+        logit = self.out(self.joint(torch.cat([h, tiled], dim=1))).flatten(1)
+        if self.text_to_channels is not None:
+            pooled = h.sum(dim=(2, 3))                                   # (b C)
+            logit = logit + (self.text_to_channels(embedding) * pooled).sum(dim=1, keepdim=True)
+        return logit
 
     def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         return self.score(self.features(x), embedding)
