@@ -142,6 +142,27 @@ class Run:
         result = {name: torch.cat(p) for name, p in parts.items()}
         return result[spec.output] if outputs is None else result
 
+    def sweep(self, name: str, values: Sequence[torch.Tensor], n: int, given: dict[str, Any] | None = None,
+              seed: int = 0, *, labels: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """The main output once per value of ``name`` (each a tensor of n rows, as ``given`` takes),
+        from the same draws, inputs and noise: {label: (n ...)}, led by the inputs (the first
+        ``sample.grid`` row) when the spec's sample section has a grid. E.g. one StarGAN input
+        translated to every domain: ``run.sweep("c_trg", [torch.full((8,), k) for k in range(6)], 8)``.
+        """
+        spec = self.experiment.spec.sample
+        if spec is None:
+            raise ValueError("this spec has no sample: section, so it cannot generate")
+        labels = list(labels) if labels is not None else [f"{name}={i}" for i in range(len(values))]
+        if len(labels) != len(values):
+            raise ValueError(f"{len(values)} values but {len(labels)} labels")
+        rows: dict[str, torch.Tensor] = {}
+        for label, value in zip(labels, values):
+            out = self.sample(n, given={**(given or {}), name: value}, seed=seed, outputs="all")
+            if spec.grid and not rows:
+                rows[spec.grid[0]] = out[spec.grid[0]]
+            rows[label] = out[spec.output]
+        return rows
+
     def evaluate(self, metrics: list[tuple[str, dict]] | None = None, write: bool = True) -> dict:
         from .eval.runner import evaluate as run_metrics
         results = run_metrics(self.experiment, metrics)

@@ -55,7 +55,12 @@ def _parser() -> argparse.ArgumentParser:
   text                encoded by the dataset, e.g. --given text="a thick red sneaker"
 An array of exactly one example's shape is repeated for all n samples (a folder of K patches is
 one example of shape (K c p p)); a batch of m examples sets n = m unless -n is given.
-Translate your own images:  lvmgraph sample RUN --given x_a=my_images/ --out translated.png""")
+Translate your own images:  lvmgraph sample RUN --given x_a=my_images/ --out translated.png
+
+--sweep NAME=V1,V2,... writes X.png with one row of the main output per value of NAME (each value
+as --given reads it), all from the same inputs and noise, under a first row of the inputs when
+sample.grid names them (its first row). One input to every domain (StarGAN):
+  lvmgraph sample RUN --sweep c_trg=0,1,2,3,4,5 -n 8 --out every_domain.png""")
     s.add_argument("run_dir")
     s.add_argument("-n", "--n", dest="n", type=int, default=None,
                    help="number of samples (default: the number of examples given, else 64)")
@@ -63,6 +68,8 @@ Translate your own images:  lvmgraph sample RUN --given x_a=my_images/ --out tra
     s.add_argument("--given", action="append", default=[], metavar="NAME=VALUE",
                    help="fix a graph value or data field (repeatable; see below)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--sweep", metavar="NAME=V1,V2,...",
+                   help="one picture row per value of NAME, same inputs and noise (see below)")
 
     e = sub.add_parser("eval", help="evaluate a run and write RUN/eval.json")
     e.add_argument("run_dir")
@@ -158,12 +165,39 @@ def cmd_sample(args) -> int:
         print(f"error: {run.run.spec_file} has no sample: section, so it cannot generate", file=sys.stderr)
         return EXIT_SPEC
     given = api.parse_given(args.given, args.n, exp.device, experiment=exp)
+    if args.sweep:
+        return _sample_sweep(args, run, given)
     n = args.n or (next(iter(given.values())).shape[0] if given else 64)
     samples = run.sample(n, given=given, seed=args.seed, outputs="all")
     written = _write_samples(Path(args.out), samples, spec, exp.data.info)
     main = samples[spec.output]
     print(f"wrote {n} samples of shape {tuple(main.shape[1:])} to {', '.join(map(str, written))} "
           f"(checkpoint step {run.step})")
+    return EXIT_OK
+
+
+def _sample_sweep(args, run, given: dict) -> int:
+    """``sample --sweep NAME=V1,...``: the main output once per value, as rows of one picture."""
+    from . import api
+    from .eval.images import save_comparison_grid
+    from .experiment import grid_rows
+    exp, spec = run.experiment, run.experiment.spec.sample
+    name, _, listed = args.sweep.partition("=")
+    values = [v.strip() for v in listed.split(",") if v.strip()]
+    if not name or not values:
+        print(f"error: --sweep {args.sweep!r}: write NAME=V1,V2,... e.g. --sweep c_trg=0,1,2", file=sys.stderr)
+        return EXIT_SPEC
+    if Path(args.out).suffix != ".png":
+        print(f"error: --sweep writes one picture: give --out X.png, not {args.out}", file=sys.stderr)
+        return EXIT_SPEC
+    n = args.n or (next(iter(given.values())).shape[0] if given else 8)
+    # each value as --given reads it, so "c_trg=3" is a class index as it is there
+    parsed = [api.parse_given([f"{name}={v}"], n, exp.device, experiment=exp)[name] for v in values]
+    rows = run.sweep(name, parsed, n, given=given, seed=args.seed, labels=[f"{name}={v}" for v in values])
+    value_range = tuple(exp.data.info.get("value_range", (0, 1)))
+    path = save_comparison_grid(grid_rows(rows, list(rows)), Path(args.out), value_range=value_range,
+                                min_tile=32)
+    print(f"wrote {path}: rows {', '.join(rows)}, {n} examples each (checkpoint step {run.step})")
     return EXIT_OK
 
 

@@ -346,6 +346,31 @@ def test_sampling_translates_test_images_to_the_given_domain(trained):
     assert background(samples) > 0  # domain 1 is the inverted one, background at +1
 
 
+def test_one_input_translated_to_every_domain_by_a_sweep(trained, tmp_path):
+    """`lvmgraph sample RUN --sweep c_trg=0,1,2`: one row per target domain, same inputs in every row."""
+    from PIL import Image
+
+    from lvmgraph import cli
+
+    _, run = trained
+    model = lg.open_run(run.path)
+    x = model.experiment.data.test["x"][:5]
+    rows = model.sweep("c_trg", [torch.full((5,), k) for k in range(3)], 5)
+    assert list(rows) == ["x", "c_trg=0", "c_trg=1", "c_trg=2"]  # led by the inputs, sample.grid's first row
+    torch.testing.assert_close(rows.pop("x"), x)
+    with torch.no_grad():
+        for k, row in enumerate(rows.values()):
+            torch.testing.assert_close(row, model.experiment.modules["generator"](x, torch.eye(3)[[k] * 5]))
+    assert background(rows["c_trg=1"]) > 0 > background(rows["c_trg=0"])  # each row its own domain
+    out = tmp_path / "every_domain.png"
+    assert cli.main(["sample", str(run.path), "--sweep", "c_trg=0,1,2", "-n", "5", "--out", str(out)]) == 0
+    two = tmp_path / "two.png"
+    assert cli.main(["sample", str(run.path), "--sweep", "c_trg=0,2", "-n", "5", "--out", str(two)]) == 0
+    (w3, h3), (w2, h2) = Image.open(out).size, Image.open(two).size
+    assert w3 == w2 and h3 > h2 and (h3 - h2) * 4 == pytest.approx(h3, abs=3)  # inputs + one row per value
+    assert cli.main(["sample", str(run.path), "--sweep", "c_trg=0,1", "--out", str(tmp_path / "x.npz")]) != 0
+
+
 def test_resumed_stargan_equals_uninterrupted(registry, tiny_spec, tmp_path):
     common = [*QUIET, "train.log_every=5"]
     straight = lg.train(tiny_spec, out=tmp_path / "straight", evaluate=False, overrides=[*common, "train.steps=20"])
