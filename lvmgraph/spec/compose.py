@@ -95,20 +95,28 @@ def load_composed(path: str | Path, template_lookup: Callable[[str], Path | None
 
 def _merge_import(raw: dict, smap: SourceMap, prefix: str, part: dict, part_map: SourceMap) -> None:
     """Add a part's components, schedules and graph under ``prefix.``, rewriting its expressions."""
-    own = set(part.get("components", {}) or {}) | set(part.get("schedules", {}) or {}) | set(part.get("graph", {}) or {})
+    sections = {s: part.get(s) or {} for s in ("components", "schedules", "graph")}
+    for section, entries in sections.items():
+        if not isinstance(entries, dict):
+            raise SpecError([part_map.problem(f"'{section}' must be a mapping of names", (section,))],
+                            file=part_map.locate(())[0])
+    own = set().union(*sections.values())
     mapping = {name: f"{prefix}.{name}" for name in own}
-    for section in ("components", "schedules", "graph"):
-        entries = part.get(section) or {}
+    for section, entries in sections.items():
         if not entries:
             continue
-        target = raw.setdefault(section, {})
+        if raw.get(section) is None:
+            raw[section] = {}
+        target = raw[section]
+        if not isinstance(target, dict):
+            continue  # validation reports the importing spec's malformed section at its line
         for name, value in entries.items():
             new_name = mapping[name]
             if new_name in target:
                 continue  # the importing spec overrides the part's entry
             if section == "graph":
                 try:
-                    value = expr.unparse(expr.rename(expr.parse(str(value)), mapping, set(part.get("components") or {})))
+                    value = expr.unparse(expr.rename(expr.parse(str(value)), mapping, set(sections["components"])))
                 except expr.ExprError:
                     pass  # left as written; the compiler reports it with its location
             target[new_name] = value

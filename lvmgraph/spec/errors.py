@@ -44,7 +44,8 @@ class SpecError(Exception):
     exit_code = 2
 
     def __init__(self, problems: Iterable[Problem], file: str | None = None):
-        self.problems = [p for p in problems]
+        # a problem that does not name its file happened in the one this error is about
+        self.problems = [p if p.file or not file else replace(p, file=file) for p in problems]
         self.file = file
         super().__init__(self.render())
 

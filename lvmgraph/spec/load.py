@@ -1,6 +1,7 @@
 """Load a spec file: compose, apply overrides, validate the structure and every plugin entry."""
 from __future__ import annotations
 
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +50,7 @@ class LoadedSpec:
 
 def _unwrap(annotation: Any) -> list:
     origin = typing.get_origin(annotation)
-    if origin is typing.Union or str(origin) == "types.UnionType":
+    if origin is typing.Union or origin is types.UnionType:
         return [a for arg in typing.get_args(annotation) for a in _unwrap(arg)]
     return [annotation]
 
@@ -95,6 +96,8 @@ def pydantic_problems(exc: ValidationError, model: type[BaseModel], prefix: tupl
             hint = "write true or false (YAML 1.2 reads yes/no/on/off as strings)"
         elif isinstance(err.get("input"), str) and err["type"].startswith(("float", "int")):
             hint = "write a number without quotes"
+        elif err["type"] == "string_type" and isinstance(err.get("input"), (int, float, bool)):
+            hint = "YAML read this as a number or boolean; put it in quotes to make it text"
         problems.append(source.problem(msg, path, hint=hint))
     return problems
 
