@@ -6,6 +6,7 @@ cycles, phases, a dry run on a tiny batch for shape mismatches) before any train
 from __future__ import annotations
 
 import copy
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -227,6 +228,7 @@ def prepare(loaded: LoadedSpec, *, registry: Registry | None = None, device: str
     _raise_errors(problems, loaded)
 
     torch.manual_seed(loaded.spec.seed)  # component initialisation is part of the seeded run
+    random.seed(loaded.spec.seed)  # Python's RNG is checkpointed too, so it starts seeded as well
     modules = build_modules(loaded, registry, problems)
     problems += _check_methods(graph, modules, loaded)
     _raise_errors(problems, loaded)
@@ -236,6 +238,9 @@ def prepare(loaded: LoadedSpec, *, registry: Registry | None = None, device: str
                      [p for p in problems if p.severity == "warning"])
     # EMA copies start equal to the freshly initialised weights and never require grad
     exp.ema = {name: copy.deepcopy(modules[name]).requires_grad_(False) for name in loaded.spec.train.ema}
+    from .train.stages import stage_plan_problems  # (train imports this module)
+    problems += stage_plan_problems(exp)
+    _raise_errors(problems, loaded)
     if check:
         problems += dry_run(exp)
         _raise_errors(problems, loaded)

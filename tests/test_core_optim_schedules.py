@@ -88,7 +88,8 @@ def test_optimizer_params_reject_bad_settings(registry, name, settings):
 # ---------------------------------------------------------------- schedules
 
 def test_all_schedules_are_registered(registry):
-    assert registry.names("schedule") == ["constant", "cosine", "linear", "linear_warmup", "piecewise", "step"]
+    assert registry.names("schedule") == ["constant", "cosine", "linear", "linear_warmup", "piecewise",
+                                          "stage_alpha", "stage_resolution", "step"]
 
 
 def test_constant(registry):

@@ -32,7 +32,7 @@ from lvmgraph.spec.errors import SpecError
 ROOT = Path(__file__).resolve().parents[1]
 BUILTINS = {name: f"lvmgraph_{name}" for name in
             ("core", "datasets", "vae", "aae", "eval", "gan", "dcgan", "infogan", "wae", "cyclegan", "stargan",
-             "text2image", "puzzlegan")}
+             "text2image", "puzzlegan", "progan")}
 
 
 @pytest.fixture(autouse=True)

@@ -5,6 +5,7 @@ here, before a user finds it. Fashion-MNIST specs run on 256 training images.
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -43,6 +44,17 @@ def data_overrides(path: Path) -> list[str]:
     return []
 
 
+def stage_overrides(path: Path) -> tuple[list[str], int]:
+    """A growing spec's stage plan in miniature (one step per fade-in and per stabilisation, every
+    resolution visited) and the steps it takes; other specs run STEPS steps."""
+    stages = api.load(path).spec.stages
+    if not stages:
+        return [], STEPS
+    mini = [{"resolution": s.resolution, "stable_steps": 1, **({"fade_steps": 1} if i else {})}
+            for i, s in enumerate(stages)]
+    return [f"stages={json.dumps(mini)}"], 1 + 2 * (len(stages) - 1)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread():
     # tiny steps gain nothing from a second thread, and lose a lot to contention on a busy machine
@@ -58,20 +70,21 @@ def test_there_are_specs():
 
 @pytest.mark.parametrize("path", SPECS, ids=_id)
 def test_spec_validates_and_trains_a_few_steps(path, tmp_path):
-    overrides = data_overrides(path) + [f"data.batch_size={BATCH}"]
+    staged, steps = stage_overrides(path)
+    overrides = data_overrides(path) + [f"data.batch_size={BATCH}"] + staged
     exp = api.validate(path, overrides)  # load, compile, build, dry run on a tiny batch
     errors = [w for w in exp.warnings if w.severity == "error"]
     assert errors == []
     initial = {k: v.detach().clone() for k, v in exp.modules.state_dict().items()}
 
     run = api.train(path, out=tmp_path / "run", overrides=overrides + [
-        f"train.steps={STEPS}", "train.log_every=1", f"train.checkpoint_every={STEPS}", f"train.sample_every={STEPS}"],
+        f"train.steps={steps}", "train.log_every=1", f"train.checkpoint_every={steps}", f"train.sample_every={steps}"],
         progress=False, evaluate=False)
     spec = exp.spec
 
     # one metrics row per step, each with every minimised term and phase total, all finite
     rows = run.read_metrics()
-    assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
+    assert [r["step"] for r in rows] == list(range(1, steps + 1))
     expected = {term for phase in spec.phases for term in phase.terms} | {
         phase.label for phase in spec.phases if len(phase.terms) > 1}  # a weighted sum also logs its total
     for row in rows:
@@ -83,7 +96,7 @@ def test_spec_validates_and_trains_a_few_steps(path, tmp_path):
     ckpt = latest_checkpoint(run.checkpoints)
     assert ckpt is not None, f"no checkpoint in {run.checkpoints}"
     state = load_checkpoint(ckpt)
-    assert int(state["step"]) == STEPS
+    assert int(state["step"]) == steps
     weights = state["components"]
     assert set(weights) == set(initial)
 

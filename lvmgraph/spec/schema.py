@@ -6,7 +6,7 @@ plugin registered (see ``lvmgraph.spec.resolve``), so errors point into the same
 """
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -118,6 +118,61 @@ class TrainSpec(Strict):
         return value
 
 
+class StageSpec(Strict):
+    """One entry of ``stages:``: a resolution, how long it fades in and stabilises, its batch size.
+
+    Durations are given in images shown (ProGAN's unit; steps = ceil(images / batch_size)) or in
+    steps, one of the two for each of fade and stable."""
+
+    resolution: int = Field(gt=0, description="the stage's resolution (image side in pixels), handed to every "
+                                               "component that grows")
+    fade_images: int | None = Field(None, ge=0, description="images over which the new resolution fades in "
+                                                          "(alpha 0 -> 1); not on the first stage")
+    fade_steps: int | None = Field(None, ge=0, description="the fade-in in steps instead of images")
+    stable_images: int | None = Field(None, ge=0, description="images trained at alpha 1 after the fade-in")
+    stable_steps: int | None = Field(None, ge=0, description="the stabilisation in steps instead of images")
+    batch_size: int | None = Field(None, gt=0, description="training batch size during this stage "
+                                                           "(default: data.batch_size)")
+
+    @model_validator(mode="after")
+    def _one_unit_each(self):
+        for part in ("fade", "stable"):
+            images, steps = getattr(self, f"{part}_images"), getattr(self, f"{part}_steps")
+            if images is not None and steps is not None:
+                raise ValueError(f"give {part}_images or {part}_steps, not both")
+        if self.stable_images is None and self.stable_steps is None:
+            raise ValueError("say how long the stage stabilises: stable_images: N (images shown) or "
+                             "stable_steps: N")
+        return self
+
+    def steps(self, part: str, batch_size: int) -> int:
+        """Length of ``part`` ('fade' or 'stable') in steps at this stage's batch size."""
+        images, steps = getattr(self, f"{part}_images"), getattr(self, f"{part}_steps")
+        if steps is not None:
+            return steps
+        return -(-images // batch_size) if images else 0  # ceil: every image is shown
+
+
+def stage_problems(stages: list[StageSpec]) -> list[str]:
+    """Whole-list checks of ``stages:`` (each message names the entry and the fix)."""
+    out = []
+    if stages and (stages[0].fade_images or stages[0].fade_steps):
+        out.append(f"stages[0] (resolution {stages[0].resolution}) is the first stage: there is nothing to fade "
+                   "in from; remove its fade_images / fade_steps")
+    for i, (prev, stage) in enumerate(zip(stages, stages[1:]), start=1):
+        if stage.resolution <= prev.resolution:
+            out.append(f"stages[{i}].resolution {stage.resolution} must be larger than stages[{i - 1}]'s "
+                       f"{prev.resolution}: list the stages from the smallest resolution up")
+        if stage.fade_images is None and stage.fade_steps is None:
+            out.append(f"stages[{i}] (resolution {stage.resolution}) needs fade_images: N or fade_steps: N "
+                       "(0 switches to it at once)")
+    for i, stage in enumerate(stages):
+        if not any((stage.fade_images, stage.fade_steps, stage.stable_images, stage.stable_steps)):
+            out.append(f"stages[{i}] (resolution {stage.resolution}) lasts no step: give it stable_images "
+                       "or stable_steps > 0, or remove it")
+    return out
+
+
 #: the key of a metric entry's settings that names its result (not passed to the metric)
 RESULT_NAME_KEY = "as"
 
@@ -173,6 +228,10 @@ class Spec(Strict):
     sample: SampleSpec | None = None
     train: TrainSpec = Field(default_factory=TrainSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
+    stages: Optional[list[StageSpec]] = Field(
+        None, min_length=1,
+        description="progressive growing: resolutions from the smallest up, each with fade-in and stabilisation "
+                    "lengths and a batch size; the trainer hands each stage to every component that grows")
 
     @field_validator("graph", mode="before")
     @classmethod
@@ -181,6 +240,22 @@ class Spec(Strict):
             return {k: (str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
                     for k, v in value.items()}
         return value
+
+    @field_validator("stages")
+    @classmethod
+    def _stage_list(cls, value):
+        problems = stage_problems(value or [])
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @model_validator(mode="after")
+    def _steps_from_stages(self):
+        # a staged spec trains through its plan unless train.steps says otherwise
+        if self.stages and "steps" not in self.train.model_fields_set:
+            self.train.steps = sum(s.steps(part, s.batch_size or self.data.batch_size)
+                                   for s in self.stages for part in ("fade", "stable"))
+        return self
 
     @model_validator(mode="after")
     def _names_unique(self):

@@ -4,6 +4,11 @@
         for phase in phases:       skipped unless step % every == 0
             loss = sum(weight * term)  over the sub-graph the terms need
             backward; clip; optimizer step on the phase's components only
+
+A spec with ``stages:`` (progressive growing) also has a stage plan: before each step the
+trainer hands the stage's resolution and fade-in alpha to every component that grows (see
+``Growable``), sets the stage's batch size, and when a stage starts adds the parameters it brings
+to the optimizers of the phases that update the component, with fresh optimizer state.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import time
 from typing import Callable
 
 import torch
+from torch import nn
 
 from ..data.loader import IndexBatcher
 from ..experiment import Experiment
@@ -20,6 +26,7 @@ from ..spec.errors import SpecError
 from .checkpoint import save_checkpoint
 from .logging import LossMeter, TensorBoardWriter
 from .rundir import RunDir
+from .stages import Growable, StagePlan
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -63,6 +70,11 @@ class Trainer:
         if self.train_cfg.threads:
             torch.set_num_threads(self.train_cfg.threads)
         self.executor = exp.executor()
+        self.plan: StagePlan | None = None
+        self.stage_index = 0
+        self.growing: list[str] = []
+        if self.spec.stages is not None or any(hasattr(s, "bind_stages") for s in exp.schedules.values()):
+            self._setup_stages()
         self.optimizers = [self._make_optimizer(i, phase) for i, phase in enumerate(self.spec.phases)]
         self.base_lrs = [[g["lr"] for g in opt.param_groups] for opt in self.optimizers]
         precision = self.train_cfg.precision
@@ -76,10 +88,27 @@ class Trainer:
         self.step = 0
         self.tb: TensorBoardWriter | None = None
         self.last_losses: dict[str, float] = {}
+        if self.plan is not None:
+            self._apply_stage(0)
 
     # ---- construction ------------------------------------------------------
+    def _setup_stages(self) -> None:
+        # prepare() has checked the plan against the components and data (stage_plan_problems)
+        self.plan = StagePlan(self.spec.stages, self.spec.data.batch_size)
+        self.growing = [name for name, m in self.exp.modules.items() if isinstance(m, Growable)]
+        for schedule in self.exp.schedules.values():
+            if hasattr(schedule, "bind_stages"):
+                schedule.bind_stages(self.plan)
+
+    def _component_params(self, name: str) -> list[nn.Parameter]:
+        """The parameters of a component an optimizer holds now: those of the stages reached so far."""
+        module = self.exp.modules[name]
+        if self.plan is not None and name in self.growing:
+            return list(module.stage_parameters(self.plan.stages[self.stage_index].resolution))
+        return list(module.parameters())
+
     def _make_optimizer(self, i: int, phase) -> torch.optim.Optimizer:
-        params = [p for c in phase.update for p in self.exp.modules[c].parameters()]
+        params = [p for c in phase.update for p in self._component_params(c)]
         if not params:
             raise SpecError([self.exp.loaded.source.problem(
                 f"the components {phase.update} have no trainable parameters", ("phases", i, "update"))],
@@ -88,9 +117,39 @@ class Trainer:
         settings = self.exp.loaded.params.get(("phases", i))
         return entry.factory(params, **(dict(settings) if settings is not None else {}))
 
+    # ---- stages (progressive growing) ---------------------------------------
+    def _enter_stage(self, index: int) -> None:
+        """Stage ``index`` starts: the parameters it brings join the optimizers of the phases that
+        update their component, as a new param group (the phase's settings, fresh state); the
+        parameters already there keep their state."""
+        self.stage_index = index
+        for i, (phase, opt) in enumerate(zip(self.spec.phases, self.optimizers)):
+            held = {id(p) for group in opt.param_groups for p in group["params"]}
+            new = [p for c in phase.update if c in self.growing for p in self._component_params(c)
+                   if id(p) not in held]
+            new = list({id(p): p for p in new}.values())  # a component listed twice adds its parameters once
+            if new:
+                opt.add_param_group({"params": new})
+                self.base_lrs[i].append(opt.param_groups[-1]["lr"])
+
+    def _apply_stage(self, step: int) -> None:
+        """Before ``step``: enter every stage up to the step's (one at a time, so a resumed run adds
+        the same param groups in the same order), then hand resolution and alpha to every growing
+        component and its EMA copy, and set the stage's batch size."""
+        plan = self.plan
+        target = plan.index_at(step)
+        while self.stage_index < target:
+            self._enter_stage(self.stage_index + 1)
+        resolution, alpha = plan.resolution_at(step), plan.alpha_at(step)
+        for name in self.growing:
+            self.exp.modules[name].set_stage(resolution, alpha)
+            if name in self.exp.ema:
+                self.exp.ema[name].set_stage(resolution, alpha)
+        self.loader.batch_size = plan.at(step).batch_size
+
     # ---- state ---------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {
+        state = {
             "step": self.step,
             "components": self.exp.modules.state_dict(),
             "ema": {name: m.state_dict() for name, m in self.exp.ema.items()},
@@ -100,6 +159,9 @@ class Trainer:
             "data": self.loader.state_dict(),
             "meter": self.meter.state_dict(),
         }
+        if self.plan is not None:
+            state["stage"] = self.stage_index  # the last stage entered: its param groups are in the optimizers
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.step = int(state["step"])
@@ -108,6 +170,8 @@ class Trainer:
         if len(state["optimizers"]) != len(self.optimizers):
             raise ValueError(f"checkpoint has {len(state['optimizers'])} phases' optimizers, "
                              f"the spec has {len(self.optimizers)} phases")
+        if self.plan is not None:
+            self._load_stage(state)
         for opt, s in zip(self.optimizers, state["optimizers"]):
             opt.load_state_dict(s)
         for scaler, s in zip(self.scalers, state.get("scalers", [])):
@@ -116,6 +180,23 @@ class Trainer:
         self.loader.load_state_dict(state["data"])
         self.meter.load_state_dict(state["meter"])
         set_rng_state(state["rng"])
+
+    def _load_stage(self, state: dict) -> None:
+        """Re-enter the checkpoint's stages so the optimizers have its param groups, refusing a stage
+        plan that puts the steps already trained in another stage."""
+        if "stage" not in state:
+            raise ValueError("the checkpoint was written without a stage plan, but this spec has stages:; "
+                             "resume it with the spec it was trained with")
+        saved, step = int(state["stage"]), self.step
+        expected = self.plan.index_at(max(step - 1, 0))
+        if saved != expected:
+            have = self.plan.stages[expected].resolution
+            raise ValueError(
+                f"the checkpoint at step {step} was trained into stage {saved}, but this spec's stages put "
+                f"step {step - 1} in stage {expected} (resolution {have}); keep the stages up to the current one as "
+                "the run's spec.yaml has them (only later stages, and the current one's remaining length, may change)")
+        while self.stage_index < saved:
+            self._enter_stage(self.stage_index + 1)
 
     def save(self) -> None:
         if self.run is not None:
@@ -187,6 +268,10 @@ class Trainer:
 
     def train_step(self) -> None:
         step = self.step
+        if self.plan is not None:
+            self._apply_stage(step)
+            self.meter.add("stage/resolution", torch.tensor(float(self.plan.resolution_at(step))))
+            self.meter.add("stage/alpha", torch.tensor(self.plan.alpha_at(step)))
         self.executor.begin(self.loader.next(), step)
         for i, phase in enumerate(self.spec.phases):
             if step % phase.every:

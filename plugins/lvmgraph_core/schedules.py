@@ -3,6 +3,10 @@
 Every schedule is a pure function of the step (no internal state), so a run resumed from a
 checkpoint sees exactly the values it would have seen without stopping. A spec names them:
 ``schedules: {beta: {type: linear, start: 0, end: 1, steps: 10000}}``.
+
+``stage_alpha`` and ``stage_resolution`` follow a spec's ``stages:`` (progressive growing): the
+trainer binds the stage plan to them before the first step, so the graph can read the fade-in
+alpha and the current resolution (``progressive_resize(x, resolution=res, alpha=fade)``).
 """
 from __future__ import annotations
 
@@ -155,6 +159,45 @@ class Piecewise(Schedule):
         return float(s.values[bisect.bisect_right(s.boundaries, step)])
 
 
+class StageParams(Params):
+    pass
+
+
+class StageSchedule(Schedule):
+    """Base of the schedules that follow a spec's ``stages:``: the trainer binds the stage plan
+    (``bind_stages``) before the first step; still a pure function of the step."""
+
+    params_model = StageParams
+    unbound: float  # the value before a plan is bound (dry runs, sampling): the full model's
+
+    def __init__(self):
+        super().__init__()
+        self.plan = None
+
+    def bind_stages(self, plan) -> None:
+        self.plan = plan
+
+
+class StageAlpha(StageSchedule):
+    """step -> the fade-in alpha of the stage plan: 0 -> 1 over a stage's fade-in, 1 while it
+    stabilises (and at every step before a plan is bound). Needs a spec with ``stages:``."""
+
+    unbound = 1.0
+
+    def __call__(self, step: int) -> float:
+        return self.unbound if self.plan is None else float(self.plan.alpha_at(step))
+
+
+class StageResolution(StageSchedule):
+    """step -> the resolution of the stage plan's current stage; infinity (no resizing: full
+    resolution) before a plan is bound. Needs a spec with ``stages:``."""
+
+    unbound = math.inf
+
+    def __call__(self, step: int) -> float:
+        return self.unbound if self.plan is None else float(self.plan.resolution_at(step))
+
+
 @hookimpl
 def register_schedules(register):
     register("constant", Constant, params=ConstantParams)
@@ -163,3 +206,5 @@ def register_schedules(register):
     register("cosine", Cosine, params=CosineParams)
     register("step", StepDecay, params=StepParams)
     register("piecewise", Piecewise, params=PiecewiseParams)
+    register("stage_alpha", StageAlpha, params=StageParams)
+    register("stage_resolution", StageResolution, params=StageParams)
