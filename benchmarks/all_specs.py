@@ -122,14 +122,26 @@ def git_commit() -> str:
 
 
 def figure_items(results: dict) -> list[tuple[str, str, str, str]]:
-    """(result name, key, label, format) of the headline figures an eval results dict can hold:
-    those of FIGURES, then those of each judge entry (named by its `as:`)."""
-    items = [(metric, key, label, fmt) for metric, entries in FIGURES.items() if isinstance(results.get(metric), dict)
-             for key, label, fmt in entries]
+    """(result name, key, label, format) of the headline figures an eval results dict holds: those
+    of FIGURES, for entries under their metric's name or another (`as:`, labelled "<name>: ..."),
+    and those of each judge entry."""
+    items = []
     for name, r in results.items():
-        if name not in FIGURES and isinstance(r, dict) and "judge" in r.get("protocol", {}):
+        if not isinstance(r, dict):
+            continue
+        metric = r.get("metric", name)  # an entry with `as:` records its metric
+        if metric in FIGURES:
+            prefix = "" if name == metric else f"{name}: "
+            items += [(name, key, prefix + label, fmt) for key, label, fmt in FIGURES[metric]]
+        elif metric == "judge_accuracy" or "judge" in r.get("protocol", {}):
             items += [(name, key, f"{name}: {label}", fmt) for key, label, fmt in JUDGE_FIGURES]
-    return items
+    order = list(FIGURES)
+    return sorted(items, key=lambda item: order.index(results[item[0]].get("metric", item[0]))
+                  if results[item[0]].get("metric", item[0]) in order else len(order))
+
+
+def _metric(results: dict, name: str) -> str:
+    return results[name].get("metric", name)
 
 
 def figures(results: dict) -> dict[str, str]:
@@ -139,11 +151,12 @@ def figures(results: dict) -> dict[str, str]:
         r = results[metric]
         if not isinstance(r.get(key), (int, float)):
             continue
-        text = fmt.format(r[key] * SCALE.get((metric, key), 1))
-        if metric == "mode_coverage" and key == "modes":
+        kind = _metric(results, metric)
+        text = fmt.format(r[key] * SCALE.get((kind, key), 1))
+        if kind == "mode_coverage" and key == "modes":
             text += f" / {r['modes_total']}"
-        if (metric, key) in FLOORED and isinstance(r.get("floor"), (int, float)):
-            text += f" (floor {fmt.format(r['floor'] * SCALE.get((metric, 'floor'), 1))})"
+        if (kind, key) in FLOORED and isinstance(r.get("floor"), (int, float)):
+            text += f" (floor {fmt.format(r['floor'] * SCALE.get((kind, 'floor'), 1))})"
         out[label] = text
     return out
 
@@ -166,7 +179,7 @@ def rows_for(record: dict) -> list[str]:
     for metric, _key, label, _fmt in figure_items(record["after"]):
         if label not in after:
             continue
-        note = protocol_note(metric, record["after"][metric])
+        note = protocol_note(_metric(record["after"], metric), record["after"][metric])
         spec_cell = f"`{name}`" if first else ""
         cost_cell = cost if first else ""
         first = False

@@ -97,8 +97,9 @@ def train_one(spec: str, seed: int, overrides: list[str], track: int | None, run
     if run is not None:
         run.write_json("eval.json", {"step": trainer.step, "results": results})
     extra = {"counts": results["mode_coverage"]["counts"]} if "mode_coverage" in results else {}
+    labels = {f"{name}.{key}": [label, fmt] for name, key, label, fmt in figure_items(results)}
     return {"seed": seed, "steps": trainer.step, "train_cpu_s": round(cpu, 1), "train_wall_s": round(wall, 1),
-            "figures": headline(results), **extra, **({"track": history} if track else {})}
+            "figures": headline(results), "labels": labels, **extra, **({"track": history} if track else {})}
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -109,8 +110,11 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
-def labelled(key: str) -> tuple[str, str]:
-    """"metric.key" -> (its table label, its format)."""
+def labelled(key: str, rows: list[dict] = ()) -> tuple[str, str]:
+    """"metric.key" -> (its table label, its format): as the rows recorded it, else from FIGURES."""
+    for row in rows:
+        if key in row.get("labels", {}):
+            return tuple(row["labels"][key])
     metric, name = key.split(".", 1)
     for k, label, fmt in FIGURES.get(metric, []):
         if k == name:
@@ -128,7 +132,7 @@ def table(results: dict[str, dict]) -> str:
         rows, s = res["rows"], res["summary"]
         first = True
         for key in sorted((k for k in s if k != "train_cpu_s"), key=figure_order):
-            name, fmt = labelled(key)
+            name, fmt = labelled(key, rows)
             scale = SCALE.get(tuple(key.split(".", 1)), 1)
             mean, se = s[key]
             mean_fmt = "{:.1f}" if fmt == "{:.0f}" else fmt  # a mean of counts keeps one decimal
