@@ -221,6 +221,13 @@ def prepare(loaded: LoadedSpec, *, registry: Registry | None = None, device: str
         if name not in loaded.spec.components:
             problems.append(loaded.source.problem(f"ema names '{name}', which is not a component", ("train", "ema", name),
                                                   hint=_suggest(name, loaded.spec.components)))
+    best = loaded.spec.train.best
+    if best is not None:
+        logged = {name for phase in loaded.spec.phases for name in [*phase.terms, phase.label, *phase.log]}
+        if best not in logged:
+            problems.append(loaded.source.problem(
+                f"train.best names '{best}', which is not logged", ("train", "best"),
+                hint=_suggest(best, sorted(logged)) or f"use one of {sorted(logged)}"))
     if data is not None and len(data) < loaded.spec.data.batch_size and loaded.spec.data.drop_last:
         problems.append(loaded.source.problem(
             f"batch_size {loaded.spec.data.batch_size} is larger than the training set ({len(data)} samples)",

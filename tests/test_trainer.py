@@ -224,3 +224,27 @@ def test_ema_of_an_unknown_component_is_a_spec_error():
     from lvmgraph.spec.errors import SpecError
     with pytest.raises(SpecError, match="ema names 'decodr'.*did you mean 'decoder'"):
         experiment(SPECS / "aae_uniform.yaml", "train.ema={decodr: 0.9}")
+
+
+# ----------------------------------------------------------------------------- best-by-metric checkpoints
+
+def test_the_checkpoint_with_the_best_logged_value_is_kept_besides_the_last(tmp_path):
+    from lvmgraph.train.checkpoint import best_checkpoint, read_manifest
+
+    run = lg.train(SPECS / "aae_uniform.yaml", out=tmp_path / "run", evaluate=False, overrides=[
+        *FAST, "train.steps=40", "train.log_every=5", "train.checkpoint_every=5", "train.keep_checkpoints=1",
+        "train.best=rec_loss", "train.best_mode=max"])  # max: an early checkpoint wins, so two are kept
+    rows = {r["step"]: r["rec_loss"] for r in run.read_metrics()}
+    best_step = max(rows, key=rows.get)
+    assert best_step < 40
+    kept = [p.name for p in list_checkpoints(run.checkpoints)]
+    assert kept == sorted({f"step_{best_step:08d}", "step_00000040"})  # the best and the newest, nothing else
+    best = best_checkpoint(run.checkpoints)
+    assert read_manifest(best)["metric"] == {"value": pytest.approx(rows[best_step]), "mode": "max"}
+    assert load_checkpoint(best)["step"] == best_step
+
+
+def test_best_must_name_a_logged_value():
+    from lvmgraph.spec.errors import SpecError
+    with pytest.raises(SpecError, match="train.best names 'rec_los', which is not logged.*did you mean 'rec_loss'"):
+        experiment(SPECS / "aae_uniform.yaml", "train.best=rec_los")

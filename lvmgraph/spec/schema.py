@@ -101,6 +101,10 @@ class TrainSpec(Strict):
     checkpoint_every: int = Field(1000, gt=0, description="save a checkpoint every N steps (and at the end)")
     sample_every: int | None = Field(None, gt=0, description="write a sample grid every N steps (default: checkpoint_every)")
     keep_checkpoints: int = Field(3, ge=1, description="how many recent checkpoints to keep")
+    best: str | None = Field(None, description="a logged value (a phase's loss term, its total or a `log:` entry) "
+                                               "whose best value at a checkpoint step marks a checkpoint kept "
+                                               "besides the last keep_checkpoints")
+    best_mode: Literal["min", "max"] = Field("min", description="whether the lowest or the highest `best` value wins")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when available, else CPU")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast precision for the forward passes")
     threads: int | None = Field(None, gt=0, description="torch CPU threads (fix it for bit-exact resume across machines)")

@@ -88,6 +88,7 @@ class Trainer:
         self.step = 0
         self.tb: TensorBoardWriter | None = None
         self.last_losses: dict[str, float] = {}
+        self.logged_at: int | None = None  # the step of last_losses
         if self.plan is not None:
             self._apply_stage(0)
 
@@ -200,7 +201,11 @@ class Trainer:
 
     def save(self) -> None:
         if self.run is not None:
-            save_checkpoint(self.run.checkpoints, self.step, self.state_dict(), keep=self.train_cfg.keep_checkpoints)
+            cfg = self.train_cfg
+            # only a value logged at this very step describes these weights; otherwise no metric
+            metric = self.last_losses.get(cfg.best) if cfg.best and self.logged_at == self.step else None
+            save_checkpoint(self.run.checkpoints, self.step, self.state_dict(), keep=cfg.keep_checkpoints,
+                            metric=metric, mode=cfg.best_mode)
 
     # ---- one step ----------------------------------------------------------
     def _weight(self, w) -> float:
@@ -331,7 +336,7 @@ class Trainer:
         values = self.meter.peek() if peek else self.meter.flush()
         if not values:
             return
-        self.last_losses = values
+        self.last_losses, self.logged_at = values, self.step
         row = {"step": self.step, **values}
         if self.run is not None:
             self.run.append_metrics(row)
