@@ -58,6 +58,8 @@ FIGURES: dict[str, list[tuple[str, str, str]]] = {
     "inception_score": [("inception_score", "Inception score", "{:.2f}")],
     "content_preservation": [("accuracy", "content preserved", "{:.3f}")],
     "cycle_error": [("l1", "cycle L1", "{:.4f}")],
+    "mask_iou": [("iou", "mask IoU", "{:.3f}"), ("best_fixed_mask", "mask IoU of the best fixed mask", "{:.3f}")],
+    "swd": [("swd", "SWD (Laplacian pyramid)", "{:.1f}")],
 }
 FLOORED = {("prior_mmd", "mmd2"), ("prior_ks", "ks_max"), ("evaluator_fd", "fd"), ("evaluator_kid", "kid"),
            ("inception_fid", "fid")}
