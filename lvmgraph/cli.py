@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 EXIT_OK, EXIT_FAIL, EXIT_SPEC = 0, 1, 2
+EXIT_STOPPED = 75  # EX_TEMPFAIL: stopped by SIGTERM/SIGINT after a checkpoint; `lvmgraph resume` continues
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -106,6 +107,7 @@ def main(argv=None) -> int:
     from .eval.inception import InceptionUnavailable
     from .eval.given import GivenError
     from .eval.runner import ResultNameClash, UnknownMetric, UnknownValue
+    from .train.trainer import TrainingStopped
     try:
         return _COMMANDS[args.command](args)
     except SpecError as exc:
@@ -118,6 +120,9 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # `lvmgraph plugins --json | head`
         sys.stderr.close()
         return EXIT_OK
+    except TrainingStopped as exc:
+        print(f"{exc}; continue with `lvmgraph resume RUN`", file=sys.stderr)
+        return EXIT_STOPPED
     except KeyboardInterrupt:
         print("interrupted; the newest checkpoint is intact — continue with `lvmgraph resume RUN`", file=sys.stderr)
         return 130

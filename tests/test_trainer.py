@@ -248,3 +248,67 @@ def test_best_must_name_a_logged_value():
     from lvmgraph.spec.errors import SpecError
     with pytest.raises(SpecError, match="train.best names 'rec_los', which is not logged.*did you mean 'rec_loss'"):
         experiment(SPECS / "aae_uniform.yaml", "train.best=rec_los")
+
+
+# ----------------------------------------------------------------------------- SIGTERM / SIGINT
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_a_signal_finishes_the_step_saves_and_resume_equals_an_uninterrupted_run(tmp_path, signame):
+    import os
+    import signal
+
+    from lvmgraph.train.trainer import TrainingStopped
+
+    sets = [*FAST, "train.steps=40", "train.log_every=7", "train.checkpoint_every=20"]
+    straight = lg.train(SPECS / "aae_uniform.yaml", out=tmp_path / "straight", overrides=sets, evaluate=False)
+
+    def signal_at_step_13(tr: Trainer) -> None:
+        if tr.step == 13:
+            os.kill(os.getpid(), getattr(signal, signame))  # arrives between steps, as from `kill`
+
+    with pytest.raises(TrainingStopped, match=f"{signame} received: stopped after step 13") as info:
+        lg.train(SPECS / "aae_uniform.yaml", out=tmp_path / "stopped", overrides=sets, evaluate=False,
+                 callbacks=(signal_at_step_13,))
+    assert info.value.saved and info.value.step == 13
+    ckpts = [p.name for p in list_checkpoints(tmp_path / "stopped" / "checkpoints")]
+    assert ckpts == ["step_00000013"]  # off schedule: saved because of the signal
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored after training
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    resumed = lg.resume(tmp_path / "stopped", evaluate=False, overrides=["train.progress=false"])
+    a = load_checkpoint(list_checkpoints(resumed.checkpoints)[-1])
+    b = load_checkpoint(list_checkpoints(straight.checkpoints)[-1])
+    assert a["step"] == b["step"] == 40
+    for name in b["components"]:
+        assert torch.equal(a["components"][name], b["components"][name]), name
+    assert resumed.read_metrics() == straight.read_metrics()
+
+
+def test_the_cli_exits_75_after_sigterm_with_a_checkpoint_at_the_step_it_stopped(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = Path(sys.executable).parent / "lvmgraph"
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "lvmgraph"]
+    out = tmp_path / "run"
+    proc = subprocess.Popen([*cmd, "run", str(SPECS / "aae_uniform.yaml"), "--out", str(out), "--quiet",
+                             "--set", "train.steps=1000000", "--set", "train.log_every=5",
+                             "--set", "train.checkpoint_every=100000", "--set", "train.threads=1"],
+                            env=dict(os.environ, OMP_NUM_THREADS="1"), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    metrics = out / "metrics.jsonl"
+    deadline = time.monotonic() + 240
+    while not (metrics.exists() and metrics.read_text().strip()) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 75, stderr
+    assert "SIGTERM received: stopped after step" in stderr and "lvmgraph resume" in stderr
+    ckpts = list_checkpoints(out / "checkpoints")
+    assert len(ckpts) == 1
+    step = load_checkpoint(ckpts[0])["step"]
+    assert 5 <= step < 100000 and ckpts[0].name == f"step_{step:08d}"

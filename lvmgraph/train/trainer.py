@@ -33,6 +33,43 @@ class NonFiniteLoss(FloatingPointError):
     """A loss became NaN or infinite; raised before the optimizer step, so no parameter is touched."""
 
 
+class TrainingStopped(Exception):
+    """SIGTERM or SIGINT arrived: the step under way was finished and checkpointed, then training
+    stopped. ``lvmgraph resume RUN`` continues exactly where it stopped."""
+
+    def __init__(self, step: int, signal_name: str, saved: bool):
+        self.step, self.signal_name, self.saved = step, signal_name, saved
+        where = "a checkpoint was saved at that step" if saved else "no run directory, so nothing was saved"
+        super().__init__(f"{signal_name} received: stopped after step {step}; {where}")
+
+
+@contextlib.contextmanager
+def stop_requests(on_signal):
+    """While training: SIGTERM and a first SIGINT call ``on_signal(name)`` instead of killing the
+    process mid-step (a second SIGINT interrupts at once). Only the main thread may install signal
+    handlers; elsewhere (a notebook worker thread) nothing is installed."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def handler(signum, frame):
+        name = signal.Signals(signum).name
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C: stop now
+        on_signal(name)
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def rng_state() -> dict:
     state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
     if torch.cuda.is_available():
@@ -300,30 +337,10 @@ class Trainer:
             bar = tqdm(total=total, initial=self.step, desc=self.spec.name, unit="step", dynamic_ncols=True)
         self.exp.modules.train()
         started = time.perf_counter()
-        saved_at = None
-        first_step = self.step
+        stop: list[str] = []  # the signal that asked training to stop, if any
         try:
-            while self.step < total:
-                self.train_step()
-                if bar is not None:
-                    bar.update(1)
-                if self.step % cfg.log_every == 0:
-                    self._log(time.perf_counter() - started, bar)
-                elif self.step == total:
-                    # an off-schedule last row: the interval stays open (and is checkpointed open), so a
-                    # run extended by `resume` logs exactly the rows an uninterrupted run would
-                    self._log(time.perf_counter() - started, bar, peek=True)
-                if self.run is not None and (self.step % sample_every == 0 or self.step == total):
-                    self._write_samples()
-                if self.step % cfg.checkpoint_every == 0 or self.step == total:
-                    self.save()
-                    saved_at = self.step
-                for cb in self.callbacks:
-                    cb(self)
-            if self.step == first_step and self.meter.counts:
-                self._log(time.perf_counter() - started, bar, peek=True)  # resumed at the end: rewrite the last row
-            if saved_at != self.step and self.run is not None:
-                self.save()  # resuming at the end (steps unchanged) still leaves a checkpoint
+            with stop_requests(stop.append):
+                self._loop(total, cfg, sample_every, bar, started, stop)
         finally:
             self.executor.trainable_all()
             if bar is not None:
@@ -331,6 +348,38 @@ class Trainer:
             if self.tb is not None:
                 self.tb.close()
                 self.tb = None
+
+    def _loop(self, total: int, cfg, sample_every: int, bar, started: float, stop: list) -> None:
+        """Steps until ``total``: log, sample and checkpoint on schedule; stop cleanly on a signal."""
+        saved_at = None
+        first_step = self.step
+        while self.step < total:
+            self.train_step()
+            if bar is not None:
+                bar.update(1)
+            if self.step % cfg.log_every == 0:
+                self._log(time.perf_counter() - started, bar)
+            elif self.step == total:
+                # an off-schedule last row: the interval stays open (and is checkpointed open), so a
+                # run extended by `resume` logs exactly the rows an uninterrupted run would
+                self._log(time.perf_counter() - started, bar, peek=True)
+            if self.run is not None and (self.step % sample_every == 0 or self.step == total):
+                self._write_samples()
+            if self.step % cfg.checkpoint_every == 0 or self.step == total:
+                self.save()
+                saved_at = self.step
+            for cb in self.callbacks:
+                cb(self)
+            if stop and self.step < total:
+                # the step is complete: checkpoint it (the open log interval is part of the
+                # state), so a resume continues exactly as an uninterrupted run would
+                if saved_at != self.step and self.run is not None:
+                    self.save()
+                raise TrainingStopped(self.step, stop[0], saved=self.run is not None)
+        if self.step == first_step and self.meter.counts:
+            self._log(time.perf_counter() - started, bar, peek=True)  # resumed at the end: rewrite the last row
+        if saved_at != self.step and self.run is not None:
+            self.save()  # resuming at the end (steps unchanged) still leaves a checkpoint
 
     def _log(self, elapsed: float, bar, peek: bool = False) -> None:
         values = self.meter.peek() if peek else self.meter.flush()
