@@ -131,6 +131,38 @@ def test_nan_loss_in_a_run_writes_no_checkpoint_at_or_after_that_step(tmp_path):
     assert [r["step"] for r in run.read_metrics()] == [1, 2, 3]
 
 
+def test_skip_policy_drops_the_non_finite_update_and_goes_on(tmp_path):
+    snapshots = {}
+
+    def keep(tr: Trainer) -> None:
+        snapshots[tr.step] = {k: v.clone() for k, v in tr.exp.modules.state_dict().items()}
+
+    tr = Trainer(experiment(RUN_SPECS / "nan_at_step3.yaml", "train.nonfinite=skip"), callbacks=(keep,))
+    tr.fit()
+    assert tr.step == 10 and tr.skipped == 1
+    assert [optimizer_steps(o) for o in tr.optimizers] == [9]  # every step but the NaN one
+    assert all(torch.equal(snapshots[4][k], snapshots[3][k]) for k in snapshots[3])  # step 3 changed nothing
+    assert not all(torch.equal(snapshots[5][k], snapshots[4][k]) for k in snapshots[4])  # step 4 trained again
+    assert tr.state_dict()["skipped"] == 1  # checkpointed, so the bound holds across a resume
+
+
+def test_skip_policy_escalates_past_max_skips():
+    two_nans = "graph.blowup=rec_loss * 0.0 / ((step - 3) * (step - 5))"
+    tr = Trainer(experiment(RUN_SPECS / "nan_at_step3.yaml", "train.nonfinite=skip", "train.max_skips=1", two_nans))
+    with pytest.raises(NonFiniteLoss, match=r"step 5, phase 'ae'.*after 1 skipped updates \(train.max_skips 1\)"):
+        tr.fit()
+    assert tr.skipped == 1 and tr.step == 5
+
+
+def test_a_non_finite_gradient_behind_a_finite_loss_stops_too():
+    # 0 ** 0.5 is 0, but its derivative is infinite: inf * 0 = NaN in the gradient, the loss stays finite
+    tr = Trainer(experiment(RUN_SPECS / "nan_at_step3.yaml", "graph.blowup=mean((z * 0.0) ** 0.5)"))
+    before = {k: v.clone() for k, v in tr.exp.modules.state_dict().items()}
+    with pytest.raises(NonFiniteLoss, match=r"step 0, phase 'ae': the gradient of encoder is not finite"):
+        tr.fit()
+    assert all(torch.equal(v, before[k]) for k, v in tr.exp.modules.state_dict().items())
+
+
 # ----------------------------------------------------------------------------- lr schedule and clipping
 
 def sgd_trainer(*sets: str) -> Trainer:

@@ -105,6 +105,11 @@ class TrainSpec(Strict):
                                                "whose best value at a checkpoint step marks a checkpoint kept "
                                                "besides the last keep_checkpoints")
     best_mode: Literal["min", "max"] = Field("min", description="whether the lowest or the highest `best` value wins")
+    nonfinite: Literal["raise", "skip"] = Field("raise", description="a NaN/Inf loss or gradient: stop before the "
+                                                                      "optimizer step (raise), or skip that phase's "
+                                                                      "update and go on (skip, bounded by max_skips)")
+    max_skips: int = Field(10, ge=1, description="with nonfinite: skip, the run stops (as with raise) once more "
+                                                 "than this many updates have been skipped in all")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when available, else CPU")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast precision for the forward passes")
     threads: int | None = Field(None, gt=0, description="torch CPU threads (fix it for bit-exact resume across machines)")

@@ -126,6 +126,7 @@ class Trainer:
         self.tb: TensorBoardWriter | None = None
         self.last_losses: dict[str, float] = {}
         self.logged_at: int | None = None  # the step of last_losses
+        self.skipped = 0  # updates dropped for a non-finite loss or gradient (train.nonfinite: skip)
         if self.plan is not None:
             self._apply_stage(0)
 
@@ -196,6 +197,7 @@ class Trainer:
             "rng": rng_state(),
             "data": self.loader.state_dict(),
             "meter": self.meter.state_dict(),
+            "skipped": self.skipped,
         }
         if self.plan is not None:
             state["stage"] = self.stage_index  # the last stage entered: its param groups are in the optimizers
@@ -217,6 +219,7 @@ class Trainer:
                 scaler.load_state_dict(s)
         self.loader.load_state_dict(state["data"])
         self.meter.load_state_dict(state["meter"])
+        self.skipped = int(state.get("skipped", 0))  # (checkpoints before train.nonfinite had none)
         set_rng_state(state["rng"])
 
     def _load_stage(self, state: dict) -> None:
@@ -253,7 +256,7 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.exp.device.type, dtype=self.autocast_dtype)
 
-    def run_phase(self, i: int, phase) -> torch.Tensor:
+    def run_phase(self, i: int, phase) -> torch.Tensor | None:
         ex, opt, scaler = self.executor, self.optimizers[i], self.scalers[i]
         ex.set_trainable(phase.update)
         opt.zero_grad(set_to_none=True)
@@ -265,12 +268,18 @@ class Trainer:
         loss = sum(self._weight(w) * values[t].float() for t, w in terms.items())
         if not torch.isfinite(loss):
             bad = {t: float(values[t].detach()) for t in terms}
-            raise NonFiniteLoss(f"step {ex.step}, phase '{phase.label}': loss is not finite ({bad}); "
-                                "no parameters were updated at this step")
+            return self._non_finite(opt, f"step {ex.step}, phase '{phase.label}': loss is not finite ({bad})")
         if scaler is not None:
             scaler.scale(loss).backward()
         else:
             loss.backward()
+            # (with fp16 the GradScaler skips steps with Inf gradients itself, by design)
+            bad_grads = [c for c in phase.update
+                         if any(p.grad is not None and not torch.isfinite(p.grad).all()
+                                for p in self.exp.modules[c].parameters())]
+            if bad_grads:
+                return self._non_finite(opt, f"step {ex.step}, phase '{phase.label}': the gradient of "
+                                             f"{', '.join(bad_grads)} is not finite (loss {float(loss.detach()):.4g})")
         if phase.lr_schedule:
             factor = float(self.exp.schedules[phase.lr_schedule](ex.step))
             for group, base in zip(opt.param_groups, self.base_lrs[i]):
@@ -294,6 +303,18 @@ class Trainer:
         if len(terms) > 1:
             self.meter.add(phase.label, loss)
         return loss
+
+    def _non_finite(self, opt: torch.optim.Optimizer, what: str) -> None:
+        """A non-finite loss or gradient: raise before the optimizer step, or (train.nonfinite: skip)
+        drop this phase's update and count it, raising once more than train.max_skips are skipped."""
+        opt.zero_grad(set_to_none=True)
+        cfg = self.train_cfg
+        if cfg.nonfinite == "skip" and self.skipped < cfg.max_skips:
+            self.skipped += 1
+            self.meter.add("nonfinite_skipped", torch.tensor(1.0))
+            return None
+        bound = f" after {self.skipped} skipped updates (train.max_skips {cfg.max_skips})" if cfg.nonfinite == "skip" else ""
+        raise NonFiniteLoss(f"{what}; no parameters were updated at this step{bound}")
 
     @torch.no_grad()
     def _update_ema(self, updated) -> None:
