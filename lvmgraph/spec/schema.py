@@ -108,6 +108,10 @@ class TrainSpec(Strict):
     nonfinite: Literal["raise", "skip"] = Field("raise", description="a NaN/Inf loss or gradient: stop before the "
                                                                       "optimizer step (raise), or skip that phase's "
                                                                       "update and go on (skip, bounded by max_skips)")
+    detect_anomaly: bool = Field(False, description="debug switch: run every phase under "
+                                                      "torch.autograd.detect_anomaly, so the first NaN in a "
+                                                      "backward pass names the forward operation that made it "
+                                                      "(slow; for finding a NaN, not for training)")
     max_skips: int = Field(10, ge=1, description="with nonfinite: skip, the run stops (as with raise) once more "
                                                  "than this many updates have been skipped in all")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when available, else CPU")

@@ -257,6 +257,12 @@ class Trainer:
         return torch.autocast(device_type=self.exp.device.type, dtype=self.autocast_dtype)
 
     def run_phase(self, i: int, phase) -> torch.Tensor | None:
+        if self.train_cfg.detect_anomaly:
+            with torch.autograd.detect_anomaly(check_nan=True):
+                return self._run_phase(i, phase)
+        return self._run_phase(i, phase)
+
+    def _run_phase(self, i: int, phase) -> torch.Tensor | None:
         ex, opt, scaler = self.executor, self.optimizers[i], self.scalers[i]
         ex.set_trainable(phase.update)
         opt.zero_grad(set_to_none=True)
