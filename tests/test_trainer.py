@@ -311,14 +311,21 @@ def test_a_signal_finishes_the_step_saves_and_resume_equals_an_uninterrupted_run
         if tr.step == 13:
             os.kill(os.getpid(), getattr(signal, signame))  # arrives between steps, as from `kill`
 
-    with pytest.raises(TrainingStopped, match=f"{signame} received: stopped after step 13") as info:
-        lg.train(SPECS / "aae_uniform.yaml", out=tmp_path / "stopped", overrides=sets, evaluate=False,
-                 callbacks=(signal_at_step_13,))
+    # an interactive shell's handlers (under nohup, or in CI, SIGINT may start out ignored)
+    outside = {sig: signal.signal(sig, handler) for sig, handler in
+               ((signal.SIGTERM, signal.SIG_DFL), (signal.SIGINT, signal.default_int_handler))}
+    try:
+        with pytest.raises(TrainingStopped, match=f"{signame} received: stopped after step 13") as info:
+            lg.train(SPECS / "aae_uniform.yaml", out=tmp_path / "stopped", overrides=sets, evaluate=False,
+                     callbacks=(signal_at_step_13,))
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored after training
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        for sig, handler in outside.items():
+            signal.signal(sig, handler)
     assert info.value.saved and info.value.step == 13
     ckpts = [p.name for p in list_checkpoints(tmp_path / "stopped" / "checkpoints")]
     assert ckpts == ["step_00000013"]  # off schedule: saved because of the signal
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored after training
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
     resumed = lg.resume(tmp_path / "stopped", evaluate=False, overrides=["train.progress=false"])
     a = load_checkpoint(list_checkpoints(resumed.checkpoints)[-1])
@@ -357,3 +364,20 @@ def test_the_cli_exits_75_after_sigterm_with_a_checkpoint_at_the_step_it_stopped
     assert len(ckpts) == 1
     step = load_checkpoint(ckpts[0])["step"]
     assert 5 <= step < 100000 and ckpts[0].name == f"step_{step:08d}"
+
+
+def test_an_ignored_sigint_stays_ignored_during_training():
+    import os
+    import signal
+
+    def sigint_at_step_3(tr: Trainer) -> None:
+        if tr.step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    outside = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as under nohup
+    try:
+        tr = Trainer(experiment(SPECS / "aae_uniform.yaml", "train.steps=6"), callbacks=(sigint_at_step_3,))
+        tr.fit()  # no TrainingStopped: the process chose to ignore Ctrl-C
+        assert tr.step == 6 and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, outside)

@@ -53,7 +53,9 @@ def stop_requests(on_signal):
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # a signal the process ignores (SIGINT under nohup or in a background job) stays ignored
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)
+                if signal.getsignal(sig) is not signal.SIG_IGN}
 
     def handler(signum, frame):
         name = signal.Signals(signum).name
