@@ -229,27 +229,29 @@ def _read_verified(file: Path, meta: dict, keep: bool) -> bytes | None:
     return b"".join(parts) if keep else None
 
 
+def _verify(path: Path, keep_state: bool) -> tuple[dict, bytes | None]:
+    """The manifest, the listing and every file's size and sha256 checked -> (manifest, the state's
+    bytes when ``keep_state``, read in the same pass that hashed them)."""
+    manifest = read_manifest(path)
+    _check_listing(path, manifest)
+    state = None
+    for name, meta in manifest["files"].items():
+        data = _read_verified(path / name, meta, keep=keep_state and name == STATE)
+        state = data if data is not None else state
+    return manifest, state
+
+
 def verify_checkpoint(path: str | Path) -> dict:
     """Check the manifest, that the directory holds exactly its files, and every size and sha256.
     Returns the manifest; raises CheckpointError naming the offending file."""
-    path = Path(path)
-    manifest = read_manifest(path)
-    _check_listing(path, manifest)
-    for name, meta in manifest["files"].items():
-        _read_verified(path / name, meta, keep=False)
-    return manifest
+    return _verify(Path(path), keep_state=False)[0]
 
 
 def load_checkpoint(path: str | Path, *, map_location="cpu") -> dict:
     """Verify one checkpoint directory and load its state, never unpickling anything but tensors and
     plain containers. Raises CheckpointError (naming the file) for anything damaged or unsafe."""
     path = Path(path)
-    manifest = read_manifest(path)
-    _check_listing(path, manifest)
-    for name, meta in manifest["files"].items():
-        if name != STATE:
-            _read_verified(path / name, meta, keep=False)
-    data = _read_verified(path / STATE, manifest["files"][STATE], keep=True)
+    _, data = _verify(path, keep_state=True)
     try:
         with warnings.catch_warnings():  # torch's own notes about odd pickles: the error below says it
             warnings.simplefilter("ignore")

@@ -112,7 +112,7 @@ class Trainer:
         self.plan: StagePlan | None = None
         self.stage_index = 0
         self.growing: list[str] = []
-        if self.spec.stages is not None or any(hasattr(s, "bind_stages") for s in exp.schedules.values()):
+        if self.spec.stages is not None:  # (stage schedules without stages: prepare() refused the spec)
             self._setup_stages()
         self.optimizers = [self._make_optimizer(i, phase) for i, phase in enumerate(self.spec.phases)]
         self.base_lrs = [[g["lr"] for g in opt.param_groups] for opt in self.optimizers]
@@ -282,9 +282,7 @@ class Trainer:
         else:
             loss.backward()
             # (with fp16 the GradScaler skips steps with Inf gradients itself, by design)
-            bad_grads = [c for c in phase.update
-                         if any(p.grad is not None and not torch.isfinite(p.grad).all()
-                                for p in self.exp.modules[c].parameters())]
+            bad_grads = self._non_finite_gradients(phase.update)
             if bad_grads:
                 return self._non_finite(opt, f"step {ex.step}, phase '{phase.label}': the gradient of "
                                              f"{', '.join(bad_grads)} is not finite (loss {float(loss.detach()):.4g})")
@@ -311,6 +309,15 @@ class Trainer:
         if len(terms) > 1:
             self.meter.add(phase.label, loss)
         return loss
+
+    def _non_finite_gradients(self, components) -> list[str]:
+        """The components whose gradients hold a NaN or Inf: one host sync per phase in the common
+        (all finite) case, the per-component search only when something is wrong."""
+        grads = {c: [p.grad for p in self.exp.modules[c].parameters() if p.grad is not None] for c in components}
+        flags = [torch.isfinite(g).all() for gs in grads.values() for g in gs]
+        if not flags or torch.stack(flags).all():
+            return []
+        return [c for c, gs in grads.items() if any(not torch.isfinite(g).all() for g in gs)]
 
     def _non_finite(self, opt: torch.optim.Optimizer, what: str) -> None:
         """A non-finite loss or gradient: raise before the optimizer step, or (train.nonfinite: skip)
