@@ -27,6 +27,7 @@ from pydantic import Field, model_validator
 
 from lvmgraph import Params
 from lvmgraph.eval.stats import rng_from
+from lvmgraph_eval.features import chunks_of, generate, real_subset, split_field
 
 _BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0])
 GAUSS = torch.outer(_BINOMIAL, _BINOMIAL) / 256.0  # cv2.pyrDown's kernel
@@ -165,26 +166,6 @@ def descriptors(chunks, sizes: list[int], s: SwdParams, value_range, generator: 
 
 # ----------------------------------------------------------------------------- the metric
 
-def _chunks(x: torch.Tensor, size: int):
-    for start in range(0, x.shape[0], size):
-        yield x[start:start + size]
-
-
-def _generated(ctx, n: int, batch_size: int):
-    for start in range(0, n, batch_size):
-        out = ctx.sample(min(batch_size, n - start))
-        if not isinstance(out, torch.Tensor) or out.dim() != 4:
-            raise ValueError(f"swd needs generated images (n, c, h, w); the spec's sample output is "
-                             f"{type(out).__name__} {tuple(getattr(out, 'shape', ()))}")
-        yield out.detach()
-
-
-def _subset(values: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
-    if n >= values.shape[0]:
-        return values
-    return values[torch.randperm(values.shape[0], generator=generator)[:n]]
-
-
 def swd(ctx, **settings) -> dict:
     """Sliced Wasserstein distance (×10³) of 7x7 Laplacian-pyramid patches, generated vs real test images.
 
@@ -193,9 +174,7 @@ def swd(ctx, **settings) -> dict:
     identical patch distributions. ``floor_*``: real train vs real test at the same n.
     """
     s = SwdParams(**settings)
-    test = ctx.data.test[s.data] if s.data in ctx.data.test else None
-    if test is None:
-        raise KeyError(f"data has no field {s.data!r} (fields: {sorted(ctx.data.test)}); set `data:`")
+    test = split_field(ctx, "test", s.data)
     if test.dim() != 4 or test.shape[-1] != test.shape[-2]:
         raise ValueError(f"swd needs square images (n, c, s, s); {s.data} has shape {tuple(test.shape)}")
     sizes = pyramid_sizes(test.shape[-1], s.min_resolution)
@@ -204,14 +183,15 @@ def swd(ctx, **settings) -> dict:
                          f"{s.min_resolution}; set min_resolution: {test.shape[-1]} or less")
     value_range = ctx.data.info.get("value_range", (0.0, 1.0))
     # one n for every set (the distance depends on it); the floor also needs n train images
-    n = min(s.n, test.shape[0], *([ctx.data.train[s.data].shape[0]] if s.floor else []))
+    n = min(s.n, test.shape[0], *([split_field(ctx, "train", s.data).shape[0]] if s.floor else []))
     with rng_from(ctx.generator, ctx.device) as seed, torch.no_grad():
-        fake = descriptors(_generated(ctx, n, s.batch_size), sizes, s, value_range, ctx.generator)
-    real = descriptors(_chunks(_subset(test, n, ctx.generator), s.batch_size), sizes, s, value_range, ctx.generator)
+        fake = descriptors(generate(ctx, n, s.batch_size, like=test), sizes, s, value_range, ctx.generator)
+    real = descriptors(chunks_of(real_subset(ctx, "test", s.data, n), s.batch_size), sizes, s, value_range,
+                       ctx.generator)
     sets = [fake]
     if s.floor:
-        train = _subset(ctx.data.train[s.data], n, ctx.generator)
-        sets.append(descriptors(_chunks(train, s.batch_size), sizes, s, value_range, ctx.generator))
+        train = real_subset(ctx, "train", s.data, n)
+        sets.append(descriptors(chunks_of(train, s.batch_size), sizes, s, value_range, ctx.generator))
     per_level = [sliced_wasserstein(r, [d[level] for d in sets], s.repeats, s.directions, ctx.generator)
                  for level, r in enumerate(real)]
     out: dict = {}
