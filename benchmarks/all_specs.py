@@ -135,14 +135,14 @@ def figure_items(results: dict) -> list[tuple[str, str, str, str]]:
         if metric in FIGURES:
             prefix = "" if name == metric else f"{name}: "
             items += [(name, key, prefix + label, fmt) for key, label, fmt in FIGURES[metric]]
-        elif metric == "judge_accuracy" or "judge" in r.get("protocol", {}):
+        elif metric == "judge_accuracy":
             items += [(name, key, f"{name}: {label}", fmt) for key, label, fmt in JUDGE_FIGURES]
-    order = list(FIGURES)
-    return sorted(items, key=lambda item: order.index(results[item[0]].get("metric", item[0]))
-                  if results[item[0]].get("metric", item[0]) in order else len(order))
+    order = list(FIGURES) + ["judge_accuracy"]  # the main table's order, judges last
+    return sorted(items, key=lambda item: order.index(_metric(results, item[0])))
 
 
 def _metric(results: dict, name: str) -> str:
+    """The metric behind a result name (an entry with `as:` records it; otherwise the name itself)."""
     return results[name].get("metric", name)
 
 

@@ -31,7 +31,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from all_specs import FIGURES, JUDGE_FIGURES, PUBLISHED, SCALE, cpu_seconds, figure_items  # noqa: E402  (the same headline figures as the main table)
+from all_specs import FIGURES, PUBLISHED, SCALE, cpu_seconds, figure_items  # noqa: E402  (the same headline figures as the main table)
 
 ROOT = Path(__file__).resolve().parents[1]
 JSON = ROOT / "benchmarks" / "seeds.json"
@@ -119,9 +119,6 @@ def labelled(key: str, rows: list[dict] = ()) -> tuple[str, str]:
     for k, label, fmt in FIGURES.get(metric, []):
         if k == name:
             return label, fmt
-    for k, label, fmt in JUDGE_FIGURES if metric not in FIGURES else []:
-        if k == name:
-            return f"{metric}: {label}", fmt
     return key, "{:.4g}"
 
 
