@@ -96,6 +96,12 @@ sample.grid names them (its first row). One input to every domain (StarGAN):
     pl.add_argument("--kind", help="only this kind (component, prior, op, loss, dataset, metric, schedule, optimizer, spec)")
     pl.add_argument("--detail", metavar="NAME", help="settings of one registered item or all items of one plugin")
     pl.add_argument("--json", action="store_true")
+
+    d = sub.add_parser("docs", help="write the reference docs (docs/reference/*.md) from the code")
+    d.add_argument("--out", default="docs/reference", help="folder of the pages (default docs/reference)")
+    d.add_argument("--check", action="store_true", help="write nothing; exit 1 naming each page that is out of date")
+    d.add_argument("--all-plugins", action="store_true",
+                   help="document every installed plugin, not only those that ship with lvmgraph")
     return p
 
 
@@ -358,6 +364,7 @@ def cmd_graph(args) -> int:
 
 def cmd_plugins(args) -> int:
     from .plugins import build_registry, make_plugin_manager
+    from .plugins.describe import describe_entry
     from .plugins.manager import plugin_listing
     pm = make_plugin_manager()
     registry = build_registry(pm)
@@ -372,7 +379,7 @@ def cmd_plugins(args) -> int:
             print(f"nothing registered as '{args.detail}'" + (f"; did you mean '{match}'?" if match else ""),
                   file=sys.stderr)
             return EXIT_SPEC
-        out = [_describe(e) for e in entries]
+        out = [describe_entry(e) for e in entries]
         if args.json:
             print(json.dumps(out, indent=2, default=str))
         else:
@@ -400,39 +407,27 @@ def cmd_plugins(args) -> int:
     return EXIT_OK
 
 
-def _type_name(annotation) -> str:
-    """A readable type for ``plugins --detail``: Literal choices spelled out, Annotated unwrapped,
-    containers with their items (``list[int]``), unions with ``|``."""
-    import types
-    import typing
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is typing.Literal:
-        return " | ".join(repr(a) for a in args)
-    if origin is typing.Annotated:
-        return _type_name(args[0])
-    if origin is typing.Union or origin is types.UnionType:
-        return " | ".join(_type_name(a) for a in args)
-    if annotation is type(None):
-        return "None"
-    if origin is not None and args:
-        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(_type_name(a) for a in args)}]"
-    return getattr(annotation, "__name__", str(annotation)).replace("typing.", "")
-
-
-def _describe(entry) -> dict:
-    settings = {}
-    if entry.params is not None:
-        for name, f in entry.params.model_fields.items():
-            required = f.is_required()
-            settings[name] = {"type": _type_name(f.annotation), "required": required,
-                              # get_default also resolves default_factory (f.default is then PydanticUndefined)
-                              "default": None if required else f.get_default(call_default_factory=True),
-                              "description": f.description or ""}
-    return {"kind": entry.kind, "name": entry.name, "plugin": entry.plugin, "doc": entry.doc, "settings": settings}
+def cmd_docs(args) -> int:
+    from .reference import generate, stale, write
+    pages = generate(all_plugins=args.all_plugins)
+    if not args.check:
+        write(pages, args.out)
+        print(f"wrote {len(pages)} pages to {args.out}")
+        return EXIT_OK
+    problems = stale(pages, args.out)
+    for path, why in problems:
+        print(f"{path}: {why}", file=sys.stderr)
+    if problems:
+        flag = " --all-plugins" if args.all_plugins else ""
+        print(f"regenerate with: lvmgraph docs --out {args.out}{flag}", file=sys.stderr)
+        return EXIT_FAIL
+    print(f"{args.out}: {len(pages)} pages up to date")
+    return EXIT_OK
 
 
 _COMMANDS = {"run": cmd_run, "resume": cmd_resume, "sample": cmd_sample, "eval": cmd_eval,
-             "evaluator": cmd_evaluator, "validate": cmd_validate, "graph": cmd_graph, "plugins": cmd_plugins}
+             "evaluator": cmd_evaluator, "validate": cmd_validate, "graph": cmd_graph, "plugins": cmd_plugins,
+             "docs": cmd_docs}
 
 if __name__ == "__main__":
     sys.exit(main())

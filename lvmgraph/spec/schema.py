@@ -21,7 +21,7 @@ class Typed(BaseModel):
     """``{type: name, **settings}``: the settings belong to the plugin that registered ``name``."""
 
     model_config = ConfigDict(extra="allow")
-    type: str
+    type: str = Field(description="a registered name of the entry's kind (`lvmgraph plugins --kind ...`)")
 
     @property
     def settings(self) -> dict:
@@ -231,16 +231,18 @@ class EvalSpec(Strict):
 
 class Spec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="run name (used for run directories)")
-    description: str = ""
-    seed: int = Field(0, ge=0)
-    data: DataSpec = Field(default_factory=DataSpec)
+    description: str = Field("", description="free text, kept in the run's spec.yaml")
+    seed: int = Field(0, ge=0, description="seeds module initialisation, batches and noise; the same seed "
+                                            "trains the same run")
+    data: DataSpec = Field(default_factory=DataSpec, description="the dataset and how it is batched")
     components: dict[str, Typed] = Field(description="named components: {name: {type: ..., settings}}")
     schedules: dict[str, Typed] = Field(default_factory=dict, description="named schedules: {name: {type: ..., settings}}")
     graph: dict[str, str] = Field(description="named values: {name: expression}")
-    phases: list[PhaseSpec] = Field(min_length=1)
-    sample: SampleSpec | None = None
-    train: TrainSpec = Field(default_factory=TrainSpec)
-    eval: EvalSpec = Field(default_factory=EvalSpec)
+    phases: list[PhaseSpec] = Field(min_length=1, description="what each training step optimises, in order")
+    sample: SampleSpec | None = Field(None, description="how new data is generated (none: the run cannot sample)")
+    train: TrainSpec = Field(default_factory=TrainSpec, description="length, logging, checkpoints, device")
+    eval: EvalSpec = Field(default_factory=EvalSpec, description="metrics computed at the end of a run and by "
+                                                                 "`lvmgraph eval`")
     stages: Optional[list[StageSpec]] = Field(
         None, min_length=1,
         description="progressive growing: resolutions from the smallest up, each with fade-in and stabilisation "
