@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .experiment import Experiment, generate_outputs, prepare
+from .graph.compile import ModelGraph
 from .spec.load import LoadedSpec, load_spec
 from .train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from .train.rundir import RunDir
@@ -22,14 +23,37 @@ from .train.trainer import Trainer, load_ema
 
 
 def load(path: str | Path, overrides: Sequence[str] = ()) -> LoadedSpec:
-    """Read and validate a spec file (structure and plugin settings)."""
-    return load_spec(path, overrides)
+    """Read and validate a spec file (structure and plugin settings); raises SpecError listing every
+    problem. ``validate`` goes further: graph, modules and a dry run."""
+    loaded = load_spec(path, overrides)
+    loaded.raise_if_errors()
+    return loaded
 
 
 def validate(path: str | Path, overrides: Sequence[str] = (), *, device: str | None = None) -> Experiment:
     """Full validation: load, compile, build and dry-run. Raises SpecError listing every problem."""
     loaded = load_spec(path, overrides)
     return prepare(loaded, device=device)
+
+
+def compile_spec(path: str | Path, overrides: Sequence[str] = ()) -> tuple[LoadedSpec, ModelGraph]:
+    """Load and compile a spec without loading its data or building modules: the quick structural
+    check (keys, types, names, cycles, phases) of ``lvmgraph validate --no-dry-run``, and the graph
+    ``lvmgraph graph`` draws. Raises SpecError listing every problem."""
+    from .graph.compile import compile_graph
+    from .plugins import get_registry
+    loaded = load_spec(path, overrides)
+    graph, problems = compile_graph(loaded, get_registry(), _data_fields(loaded))
+    loaded.problems += problems
+    loaded.raise_if_errors()
+    return loaded, graph
+
+
+def _data_fields(loaded: LoadedSpec) -> tuple:
+    """The dataset's field names without loading it (a dataset may declare ``fields=`` when registered)."""
+    from .plugins import get_registry
+    entry = get_registry().get("dataset", loaded.spec.data.dataset)
+    return tuple(entry.options.get("fields", ("x", "y"))) if entry else ("x", "y")
 
 
 def train(path: str | Path, *, out: str | Path | None = None, overrides: Sequence[str] = (),
@@ -163,12 +187,48 @@ class Run:
             rows[label] = out[spec.output]
         return rows
 
-    def evaluate(self, metrics: list[tuple[str, dict]] | None = None, write: bool = True) -> dict:
+    def evaluate(self, metrics: Sequence[str | tuple[str, dict]] | None = None, write: bool = True, *,
+                 n: int | None = None) -> dict:
+        """Run metrics and return {result name: {value name: number}}; ``write`` saves RUN/eval.json.
+
+        ``metrics``: None for the spec's ``eval.metrics``; names, each a result name of the spec's
+        entries (``as:``) or a metric name (the spec's entries of that metric, else its default
+        settings); or ``(metric, settings)`` pairs. ``n`` sets the sample count of every chosen
+        metric that has an ``n`` setting.
+        """
         from .eval.runner import evaluate as run_metrics
-        results = run_metrics(self.experiment, metrics)
+        items = self.experiment.spec.eval.items()
+        if metrics is not None:
+            chosen = []
+            for m in metrics:
+                chosen += select_metrics(items, [m]) if isinstance(m, str) else [(m[0], dict(m[1]))]
+            items = chosen
+        if n is not None:
+            items = [(name, _with_n(name, settings, n, self.experiment.registry)) for name, settings in items]
+        results = run_metrics(self.experiment, items)
         if write:
             self.run.write_json("eval.json", {"step": self.step, "results": results})
         return results
+
+
+def select_metrics(items: list[tuple[str, dict]], wanted: Sequence[str]) -> list[tuple[str, dict]]:
+    """Metric entries by name (``lvmgraph eval --metrics a,b``): each a result name of the spec's
+    entries (``as:``), or a metric name (all the spec's entries of that metric; with its default
+    settings when the spec has none)."""
+    from .spec.schema import RESULT_NAME_KEY
+    out = []
+    for want in wanted:
+        chosen = [(name, settings) for name, settings in items if settings.get(RESULT_NAME_KEY, name) == want]
+        chosen = chosen or [(name, settings) for name, settings in items if name == want]
+        out += chosen or [(want, {})]
+    return out
+
+
+def _with_n(metric: str, settings: dict, n: int, registry) -> dict:
+    entry = registry.get("metric", metric)
+    if entry is not None and entry.params is not None and "n" in entry.params.model_fields:
+        return {**settings, "n": n}
+    return settings
 
 
 def open_run(run_dir: str | Path, *, device: str | None = None) -> Run:

@@ -268,29 +268,11 @@ def cmd_eval(args) -> int:
     from . import api
     from .eval.runner import format_table
     run = api.open_run(args.run_dir)
-    metrics = None
-    if args.metrics:
-        metrics = _select_metrics(run.experiment.spec.eval.items(),
-                                  [m.strip() for m in args.metrics.split(",") if m.strip()])
-    if args.n is not None:
-        metrics = [(name, _with_n(name, settings, args.n))
-                   for name, settings in (metrics if metrics is not None else run.experiment.spec.eval.items())]
-    results = run.evaluate(metrics)
+    names = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    results = run.evaluate(names, n=args.n)
     print(format_table(results))
     print(f"wrote {run.run.eval_file}")
     return EXIT_OK
-
-
-def _select_metrics(items: list[tuple[str, dict]], wanted: list[str]) -> list[tuple[str, dict]]:
-    """``--metrics a,b``: each a result name of the spec's eval entries (``as:``), or a metric name
-    (all the spec's entries of that metric; with its default settings when the spec has none)."""
-    from .spec.schema import RESULT_NAME_KEY
-    out = []
-    for want in wanted:
-        chosen = [(name, settings) for name, settings in items if settings.get(RESULT_NAME_KEY, name) == want]
-        chosen = chosen or [(name, settings) for name, settings in items if name == want]
-        out += chosen or [(want, {})]
-    return out
 
 
 def cmd_evaluator(args) -> int:
@@ -315,22 +297,16 @@ def cmd_evaluator(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from .experiment import prepare
+    from . import api
     from .spec.errors import SpecError
-    from .spec.load import load_spec
     failed = 0
     for path in args.specs:
         try:
-            loaded = load_spec(path, args.overrides)
             if args.no_dry_run:
-                from .graph.compile import compile_graph
-                from .plugins import get_registry
-                _, problems = compile_graph(loaded, get_registry(), _data_fields(loaded))
-                loaded.problems += problems
-                loaded.raise_if_errors()
+                api.compile_spec(path, args.overrides)
                 print(f"{path}: ok (structure only)")
                 continue
-            exp = prepare(loaded)
+            exp = api.validate(path, args.overrides)
             _print_warnings(exp)
             print(f"{path}: ok")
         except SpecError as exc:
@@ -339,24 +315,10 @@ def cmd_validate(args) -> int:
     return EXIT_SPEC if failed else EXIT_OK
 
 
-def _data_fields(loaded) -> tuple:
-    """The dataset's field names without loading it (a dataset may declare ``fields=`` when registered)."""
-    from .plugins import get_registry
-    entry = get_registry().get("dataset", loaded.spec.data.dataset)
-    return tuple(entry.options.get("fields", ("x", "y"))) if entry else ("x", "y")
-
-
 def cmd_graph(args) -> int:
-    from .graph.compile import compile_graph
+    from . import api
     from .graph.render import to_dot, to_mermaid
-    from .plugins import get_registry
-    from .spec.errors import SpecError
-    from .spec.load import load_spec
-    loaded = load_spec(args.spec)
-    loaded.raise_if_errors()
-    graph, problems = compile_graph(loaded, get_registry(), _data_fields(loaded))
-    if any(p.severity == "error" for p in problems):
-        raise SpecError(problems, file=args.spec)
+    loaded, graph = api.compile_spec(args.spec)
     render = to_mermaid if args.format == "mermaid" else to_dot
     print(render(graph, loaded.spec.phases), end="")
     return EXIT_OK
