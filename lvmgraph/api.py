@@ -246,6 +246,28 @@ def open_run(run_dir: str | Path, *, device: str | None = None) -> Run:
     return Run(run, exp, int(state["step"]))
 
 
+class UnknownDataset(ValueError):
+    """A dataset name nothing registered; the message says the closest registered name."""
+
+
+def evaluator(dataset: str, *, device: str = "auto"):
+    """The evaluator CNN of a registered image dataset (``lvmgraph evaluator train``): loaded from
+    the cache, or trained and cached on a miss. ``describe()`` gives its accuracy and cache entry."""
+    from .eval.evaluator import evaluator_for
+    from .experiment import resolve_device
+    from .plugins import get_registry
+    from .plugins.registry import did_you_mean
+    registry = get_registry()
+    entry = registry.get("dataset", dataset)
+    if entry is None:
+        match = did_you_mean(dataset, registry.names("dataset"))
+        raise UnknownDataset(f"unknown dataset '{dataset}'" + (f"; did you mean '{match}'?" if match else ""))
+    bundle = entry.factory()
+    if bundle.info.get("kind") != "image":
+        raise UnknownDataset(f"'{dataset}' is not an image dataset; evaluators are image classifiers")
+    return evaluator_for(dataset, bundle, device=resolve_device(device))
+
+
 def parse_given(items: Sequence[str], n: int | None = None, device="cpu", *,
                 experiment: Experiment | None = None) -> dict[str, torch.Tensor]:
     """``NAME=VALUE`` strings of ``sample --given`` -> {name: tensor of n rows}.

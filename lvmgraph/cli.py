@@ -114,13 +114,14 @@ def main(argv=None) -> int:
     from .eval.given import GivenError
     from .eval.runner import ResultNameClash, UnknownMetric, UnknownValue
     from .train.trainer import TrainingStopped
+    from .api import UnknownDataset
     try:
         return _COMMANDS[args.command](args)
     except SpecError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_SPEC
     except (RunDirError, CheckpointError, FileNotFoundError, UnknownMetric, UnknownValue,
-            InceptionUnavailable, GivenError, ResultNameClash) as exc:  # the message says how to fix it: a traceback adds nothing
+            InceptionUnavailable, GivenError, ResultNameClash, UnknownDataset) as exc:  # the message says how to fix it: a traceback adds nothing
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_SPEC
     except BrokenPipeError:  # `lvmgraph plugins --json | head`
@@ -276,23 +277,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_evaluator(args) -> int:
-    from .experiment import resolve_device
-    from .eval.evaluator import evaluator_for
-    from .plugins import get_registry
-    from .plugins.registry import did_you_mean
-    registry = get_registry()
-    entry = registry.get("dataset", args.dataset)
-    if entry is None:
-        match = did_you_mean(args.dataset, registry.names("dataset"))
-        print(f"error: unknown dataset '{args.dataset}'" + (f"; did you mean '{match}'?" if match else ""),
-              file=sys.stderr)
-        return EXIT_SPEC
-    bundle = entry.factory()
-    if bundle.info.get("kind") != "image":
-        print(f"error: '{args.dataset}' is not an image dataset; evaluators are image classifiers", file=sys.stderr)
-        return EXIT_SPEC
-    ev = evaluator_for(args.dataset, bundle, device=resolve_device(args.device))
-    print(json.dumps(ev.describe(), indent=2, default=str))
+    from . import api
+    print(json.dumps(api.evaluator(args.dataset, device=args.device).describe(), indent=2, default=str))
     return EXIT_OK
 
 

@@ -64,3 +64,10 @@ def test_cli_eval_n_sets_the_sample_count(trained, capsys):
     assert written["results"]["prior_ks"]["protocol"]["n"] == 120
     assert written["step"] == 10
     assert "prior_ks" in capsys.readouterr().out
+
+
+def test_evaluator_refuses_unknown_and_non_image_datasets(capsys):
+    with pytest.raises(lg.UnknownDataset, match="did you mean 'digits'"):
+        lg.evaluator("digts")
+    assert main(["evaluator", "train", "--dataset", "toy2d"]) == 2
+    assert "'toy2d' is not an image dataset" in capsys.readouterr().err

@@ -64,3 +64,24 @@ def test_doc_examples_run_and_print_what_the_doc_shows(doc, tmp_path, monkeypatc
         if expected is not None:
             assert same_output(expected, printed.getvalue()), (
                 f"{doc.name} line {line}: the block printed\n{printed.getvalue()}\nbut the doc shows\n{expected}")
+
+
+def test_first_hybrid_quotes_the_shipped_spec_and_its_graph():
+    """The tutorial's YAML fragments are lines of the spec it builds, and its diagram is what
+    `lvmgraph graph` draws for it, so neither drifts from specs/hybrid_vae_mixture_critic.yaml."""
+    import lvmgraph.api as lg
+    from lvmgraph.graph.render import to_mermaid
+
+    spec = ROOT / "specs" / "hybrid_vae_mixture_critic.yaml"
+    text = (ROOT / "docs" / "tutorials" / "first_hybrid.md").read_text(encoding="utf-8")
+    def lines(block: str) -> list[str]:  # whitespace collapsed, comments dropped
+        return [" ".join(line.split(" #")[0].split()) for line in block.splitlines() if line.strip()]
+
+    shipped = set(lines(spec.read_text(encoding="utf-8")))
+    fences = {kind: [m.group(2) for m in FENCE.finditer(text) if m.group(1) == kind] for kind in ("yaml", "mermaid")}
+    assert len(fences["yaml"]) >= 4
+    for block in fences["yaml"]:
+        for line in lines(block):
+            assert line in shipped, f"the tutorial shows {line!r}, which {spec.name} does not say"
+    loaded, graph = lg.compile_spec(spec)
+    assert fences["mermaid"] == [to_mermaid(graph, loaded.spec.phases)]
