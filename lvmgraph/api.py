@@ -36,6 +36,12 @@ def validate(path: str | Path, overrides: Sequence[str] = (), *, device: str | N
     return prepare(loaded, device=device)
 
 
+def build(path: str | Path, overrides: Sequence[str] = (), *, device: str | None = None) -> Experiment:
+    """The experiment untrained: data loaded, graph compiled, components built (seeded) on the
+    device, as ``validate`` but without the dry run. ``exp.modules[name]`` is each component."""
+    return prepare(load_spec(path, overrides), device=device, check=False)
+
+
 def compile_spec(path: str | Path, overrides: Sequence[str] = ()) -> tuple[LoadedSpec, ModelGraph]:
     """Load and compile a spec without loading its data or building modules: the quick structural
     check (keys, types, names, cycles, phases) of ``lvmgraph validate --no-dry-run``, and the graph

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import lvmgraph.api as lg
 from lvmgraph.cli import main
@@ -71,3 +72,11 @@ def test_evaluator_refuses_unknown_and_non_image_datasets(capsys):
         lg.evaluator("digts")
     assert main(["evaluator", "train", "--dataset", "toy2d"]) == 2
     assert "'toy2d' is not an image dataset" in capsys.readouterr().err
+
+
+def test_build_gives_the_seeded_untrained_components():
+    a, b = lg.build(AAE), lg.build(AAE, ["seed=1"])
+    again = lg.build(AAE)
+    w = lambda exp: exp.modules["encoder"].net[0].weight  # noqa: E731
+    assert torch.equal(w(a), w(again)) and not torch.equal(w(a), w(b))
+    assert a.warnings == [] and set(a.modules) == {"encoder", "decoder", "critic", "prior"}

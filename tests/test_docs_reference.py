@@ -64,6 +64,37 @@ def test_every_builtin_entry_is_documented_with_its_settings(pages):
             assert f"```python\n{e.name}(" in body  # the signature
 
 
+def test_only_builtin_plugins_unless_all_plugins_is_asked_for():
+    from pydantic import Field
+
+    from lvmgraph import Params, hookimpl
+
+    class WidthParams(Params):
+        width: int = Field(3, gt=0, description="how wide")
+
+    class Local:
+        @staticmethod
+        @hookimpl
+        def register_ops(register):
+            def widen(x, factor: float = 2.0):
+                """x (b d) -> (b d) scaled by factor."""
+                return x * factor
+            register("widen", widen)
+
+        @staticmethod
+        @hookimpl
+        def register_schedules(register):
+            register("wide", lambda width=3: (lambda step: float(width)), params=WidthParams, doc="A local schedule.")
+
+    pm = make_plugin_manager(extra_plugins=[Local()])
+    assert "widen" not in generate(pm=pm)["ops.md"]
+    pages = generate(pm=pm, all_plugins=True)
+    widen = pages["ops.md"].split("\n## `widen`\n", 1)[1].split("\n## ", 1)[0]
+    assert "widen(x, factor: float = 2.0)" in widen and "scaled by factor" in widen
+    assert "| `width` | `int` | `3` | how wide |" in pages["schedules.md"]
+    assert "A local schedule." in pages["schedules.md"]
+
+
 def test_settings_show_type_default_and_description(pages):
     mlp = pages["components.md"].split("\n## `mlp`\n", 1)[1].split("\n## ", 1)[0]
     assert "| `in_shape` | `list[int]` | required |" in mlp

@@ -31,9 +31,11 @@ def builtin_plugins(pm) -> set[str]:
     return names
 
 
-def generate(*, all_plugins: bool = False) -> dict[str, str]:
-    """{file name: Markdown} of every reference page. Deterministic: sorted, no paths or times."""
-    pm = make_plugin_manager()
+def generate(*, all_plugins: bool = False, pm=None) -> dict[str, str]:
+    """{file name: Markdown} of every reference page. Deterministic: sorted, no paths or times.
+
+    ``pm``: the plugin manager to document (default: the entry points installed)."""
+    pm = pm if pm is not None else make_plugin_manager()
     registry = build_registry(pm)
     if all_plugins:
         keep = lambda entry: True  # noqa: E731
