@@ -145,9 +145,14 @@ def register_optimizers(register):
 def register_specs(register):
     """Register template specs: ``register(name, path)``; a spec then says ``extends: family:name``.
 
+    ``starter={...}`` (optional) holds the keys ``lvmgraph new spec --family name FILE`` writes
+    into a new spec besides ``extends:``: what the template leaves open and a spec must set
+    for it to run, typically a ``data:`` section with the fields the template's graph reads.
+
     Example::
 
         @hookimpl
         def register_specs(register):
-            register("vae", Path(__file__).parent / "vae_base.yaml")
+            register("vae", Path(__file__).parent / "vae_base.yaml",
+                     starter={"data": {"dataset": "digits", "batch_size": 100}})
     """
