@@ -103,7 +103,7 @@ sample.grid names them (its first row). One input to every domain (StarGAN):
     nws.add_argument("file", help="the new spec file (its name becomes the spec's name)")
 
     pl = sub.add_parser("plugins", help="list plugins and what they register")
-    pl.add_argument("--kind", help="only this kind (component, prior, op, loss, dataset, metric, schedule, optimizer, spec)")
+    pl.add_argument("--kind", help="only this kind (component, prior, op, loss, dataset, metric, schedule, optimizer, spec, logger)")
     pl.add_argument("--detail", metavar="NAME", help="settings of one registered item or all items of one plugin")
     pl.add_argument("--json", action="store_true")
     return p

@@ -1,6 +1,7 @@
 """Load a spec file: compose, apply overrides, validate the structure and every plugin entry."""
 from __future__ import annotations
 
+import importlib.util
 import types
 import typing
 from dataclasses import dataclass, field
@@ -144,6 +145,12 @@ def _validate_entry(registry: Registry, kind: str, label: str, type_name: str, s
         problems.append(source.problem(f"unknown {label} '{type_name}'", type_path or path + ("type",),
                                        hint=f"{hint} ({see})" if hint else see))
         return None
+    missing = [m for m in entry.options.get("requires", ()) if importlib.util.find_spec(m) is None]
+    if missing:
+        problems.append(source.problem(
+            f"{label} '{type_name}' needs the Python package{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(missing)}, which {'are' if len(missing) > 1 else 'is'} not installed",
+            type_path or path + ("type",), hint=f"pip install {' '.join(missing)}"))
     model = entry.params
     if model is None:
         if settings:
@@ -198,6 +205,18 @@ def _registry_problems(raw: dict, registry: Registry, source: SourceMap, params:
             settings = {k: v for k, v in settings.items() if k != RESULT_NAME_KEY}
             _validate_entry(registry, "metric", "metric", str(name), settings, ("eval", "metrics", i, name),
                             source, params, ("eval", str(result)), problems, type_path=("eval", "metrics", i))
+    train = raw.get("train") if isinstance(raw.get("train"), dict) else {}
+    loggers = train.get("loggers", ["tensorboard"])
+    for i, item in enumerate(loggers if isinstance(loggers, list) else []):
+        if isinstance(item, str):
+            name, settings = item, {}
+        elif isinstance(item, dict) and len(item) == 1:
+            (name, settings), = item.items()
+        else:
+            continue  # the schema reports the entry's form
+        if isinstance(name, str) and isinstance(settings or {}, dict):
+            _validate_entry(registry, "logger", "logger", name, settings or {}, ("train", "loggers", i, name),
+                            source, params, ("loggers", name), problems, type_path=("train", "loggers", i))
     return problems
 
 

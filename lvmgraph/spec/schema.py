@@ -121,6 +121,25 @@ class TrainSpec(Strict):
     ema: dict[str, float] = Field(default_factory=dict,
                                   description="exponential moving averages of component weights used for sampling "
                                               "and evaluation: {generator: 0.999} (decay per update)")
+    loggers: list[Union[str, dict[str, dict]]] = Field(
+        default_factory=lambda: ["tensorboard"],
+        description="trackers that get every metrics.jsonl row: names or {name: {settings}} "
+                    "(`lvmgraph plugins --kind logger`); [] for none")
+
+    @field_validator("loggers")
+    @classmethod
+    def _one_entry_per_logger(cls, value):
+        names = [item if isinstance(item, str) else next(iter(item), "") for item in value]
+        if any(isinstance(item, dict) and len(item) != 1 for item in value):
+            raise ValueError("write each logger as a name or as {name: {settings}} with exactly one key")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"logger {twice[0]!r} is listed twice; list each logger once")
+        return value
+
+    def logger_items(self) -> list[tuple[str, dict]]:
+        """-> [(logger name, settings)] in the order listed."""
+        return [(item, {}) if isinstance(item, str) else next(iter(item.items())) for item in self.loggers]
 
     @field_validator("ema")
     @classmethod
