@@ -61,10 +61,10 @@ def check_unregistered(names: dict[str, str]) -> None:
     if names["entry"] in plugins:
         raise ScaffoldError(f"plugin name '{names['package']}': an installed plugin is already called "
                             f"'{names['entry']}'; choose another name")
-    if registry.get("component", names["component"]) is not None:
-        owner = registry.get("component", names["component"]).plugin
+    taken = registry.get("component", names["component"])
+    if taken is not None:
         raise ScaffoldError(f"plugin name '{names['package']}': component '{names['component']}' is already "
-                            f"registered by plugin '{owner}'; choose another name")
+                            f"registered by plugin '{taken.plugin}'; choose another name")
 
 
 def new_plugin(package: str, parent: str | Path = ".") -> list[Path]:
@@ -85,4 +85,4 @@ def new_plugin(package: str, parent: str | Path = ".") -> list[Path]:
     for path, text in rendered.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-    return list(rendered)
+    return sorted(rendered)
