@@ -126,3 +126,41 @@ def test_logger_settings_are_validated_and_each_logger_listed_once(tmp_path, cap
     assert code == 2 and "train.loggers[0].tensorboard.flush_secs: unknown setting 'flush_secs'" in err
     code, err = validate(capsys, write_spec(tmp_path, "[tensorboard, tensorboard]", "twice"))
     assert code == 2 and "logger 'tensorboard' is listed twice; list each logger once" in err
+
+
+def fake_wandb(calls: list) -> types.ModuleType:
+    """A stand-in for the wandb package with the calls WandbLogger makes (the real one needs an
+    account or a network and is never a dependency): records them in ``calls``."""
+    wandb = types.ModuleType("wandb")
+    wandb.util = types.SimpleNamespace(generate_id=lambda: f"id{len(calls)}")
+
+    class Run:
+        def log(self, values, step):
+            calls.append(("log", step, dict(values)))
+
+        def finish(self):
+            calls.append(("finish",))
+
+    def init(**kwargs):
+        calls.append(("init", kwargs))
+        return Run()
+
+    wandb.init = init
+    return wandb
+
+
+def test_the_wandb_logger_continues_the_same_wandb_run_on_resume(tmp_path, monkeypatch):
+    calls: list = []
+    monkeypatch.setitem(sys.modules, "wandb", fake_wandb(calls))
+    spec = write_spec(tmp_path, "[{wandb: {project: digits, mode: offline}}]", "tracked")
+    run = api.train(spec, out=tmp_path / "run", evaluate=False)
+    (_, first), *logged, finished = calls
+    assert first["project"] == "digits" and first["mode"] == "offline" and first["resume"] == "allow"
+    assert first["name"] == "run" and first["dir"] == str(run.path) and first["config"]["name"] == "tracked"
+    assert [{"step": step, **values} for _, step, values in logged] == run.read_metrics()
+    assert finished == ("finish",)
+
+    calls.clear()
+    api.resume(run.path, overrides=["train.steps=8"], evaluate=False)
+    assert calls[0][1]["id"] == first["id"] == (run.path / "wandb_run_id").read_text().strip()
+    assert [c[1] for c in calls if c[0] == "log"] == [8]

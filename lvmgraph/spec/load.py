@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -134,6 +135,16 @@ def string_bool_problems(model: type[BaseModel], value: Any, prefix: tuple, sour
     return problems
 
 
+def importable(module: str) -> bool:
+    """Whether ``import module`` would find it, without importing it (a plugin's ``requires=``)."""
+    if module in sys.modules:
+        return sys.modules[module] is not None  # None: imports of it are blocked
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def _validate_entry(registry: Registry, kind: str, label: str, type_name: str, settings: dict, path: tuple,
                     source: SourceMap, params: dict, key: tuple, problems: list, type_path: tuple | None = None):
     entry = registry.get(kind, type_name) if kind != "component" else (
@@ -145,7 +156,7 @@ def _validate_entry(registry: Registry, kind: str, label: str, type_name: str, s
         problems.append(source.problem(f"unknown {label} '{type_name}'", type_path or path + ("type",),
                                        hint=f"{hint} ({see})" if hint else see))
         return None
-    missing = [m for m in entry.options.get("requires", ()) if importlib.util.find_spec(m) is None]
+    missing = [m for m in entry.options.get("requires", ()) if not importable(m)]
     if missing:
         problems.append(source.problem(
             f"{label} '{type_name}' needs the Python package{'s' if len(missing) > 1 else ''} "
