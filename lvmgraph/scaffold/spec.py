@@ -13,9 +13,8 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 from ..plugins.registry import Registry, did_you_mean
+from ..spec.schema import NAME_PATTERN
 from .errors import ScaffoldError
-
-NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"  # the schema's `name:` pattern (run directories are named by it)
 
 
 def family_entry(registry: Registry, family: str):
@@ -58,7 +57,7 @@ def starter_text(family: str, path: Path, registry: Registry) -> str:
     reference = template.read_text(encoding="utf-8").rstrip("\n").splitlines()
     return ("".join(f"# {line}\n" for line in header) + flow_yaml(body)
             + f"\n# ---- the template family:{family} ({template.name}), for reference ----\n"
-            + "".join(f"#   {line}\n".replace("#   \n", "#\n") for line in reference))
+            + "".join((f"#   {line}" if line else "#") + "\n" for line in reference))
 
 
 def new_spec(family: str, path: str | Path, registry: Registry | None = None) -> Path:

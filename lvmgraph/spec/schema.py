@@ -248,8 +248,12 @@ class EvalSpec(Strict):
         return out
 
 
+#: what a spec's ``name`` may hold (it names run directories)
+NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+
+
 class Spec(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="run name (used for run directories)")
+    name: str = Field(pattern=NAME_PATTERN, description="run name (used for run directories)")
     description: str = ""
     seed: int = Field(0, ge=0)
     data: DataSpec = Field(default_factory=DataSpec)
