@@ -126,6 +126,14 @@ class TrainSpec(Strict):
         description="trackers that get every metrics.jsonl row: names or {name: {settings}} "
                     "(`lvmgraph plugins --kind logger`); [] for none")
 
+    @field_validator("ema")
+    @classmethod
+    def _decays(cls, value):
+        bad = {k: v for k, v in value.items() if not 0.0 < v < 1.0}
+        if bad:
+            raise ValueError(f"EMA decays must lie strictly between 0 and 1: {bad}")
+        return value
+
     @field_validator("loggers")
     @classmethod
     def _one_entry_per_logger(cls, value):
@@ -140,14 +148,6 @@ class TrainSpec(Strict):
     def logger_items(self) -> list[tuple[str, dict]]:
         """-> [(logger name, settings)] in the order listed."""
         return [(item, {}) if isinstance(item, str) else next(iter(item.items())) for item in self.loggers]
-
-    @field_validator("ema")
-    @classmethod
-    def _decays(cls, value):
-        bad = {k: v for k, v in value.items() if not 0.0 < v < 1.0}
-        if bad:
-            raise ValueError(f"EMA decays must lie strictly between 0 and 1: {bad}")
-        return value
 
 
 class StageSpec(Strict):
