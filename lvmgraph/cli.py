@@ -92,8 +92,18 @@ sample.grid names them (its first row). One input to every domain (StarGAN):
     g.add_argument("spec")
     g.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
 
+    nw = sub.add_parser("new", help="write a starter plugin package or spec")
+    nw_sub = nw.add_subparsers(dest="new_command", required=True)
+    nwp = nw_sub.add_parser("plugin", help="a plugin package (pyproject entry point, a component, a spec, "
+                                           "tests that pass as written)")
+    nwp.add_argument("name", help="the Python package name, e.g. lvmgraph_blocks")
+    nwp.add_argument("--dir", default=".", help="where to create the package folder (default: here)")
+    nws = nw_sub.add_parser("spec", help="a spec that extends a family's registered template")
+    nws.add_argument("--family", required=True, help="a family with a template (`lvmgraph plugins --kind spec`)")
+    nws.add_argument("file", help="the new spec file (its name becomes the spec's name)")
+
     pl = sub.add_parser("plugins", help="list plugins and what they register")
-    pl.add_argument("--kind", help="only this kind (component, prior, op, loss, dataset, metric, schedule, optimizer, spec)")
+    pl.add_argument("--kind", help="only this kind (component, prior, op, loss, dataset, metric, schedule, optimizer, spec, logger)")
     pl.add_argument("--detail", metavar="NAME", help="settings of one registered item or all items of one plugin")
     pl.add_argument("--json", action="store_true")
 
@@ -115,13 +125,14 @@ def main(argv=None) -> int:
     from .eval.runner import ResultNameClash, UnknownMetric, UnknownValue
     from .train.trainer import TrainingStopped
     from .api import UnknownDataset
+    from .scaffold import ScaffoldError
     try:
         return _COMMANDS[args.command](args)
     except SpecError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_SPEC
     except (RunDirError, CheckpointError, FileNotFoundError, UnknownMetric, UnknownValue,
-            InceptionUnavailable, GivenError, ResultNameClash, UnknownDataset) as exc:  # the message says how to fix it: a traceback adds nothing
+            InceptionUnavailable, GivenError, ResultNameClash, UnknownDataset, ScaffoldError) as exc:  # the message says how to fix it: a traceback adds nothing
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_SPEC
     except BrokenPipeError:  # `lvmgraph plugins --json | head`
@@ -310,6 +321,23 @@ def cmd_graph(args) -> int:
     return EXIT_OK
 
 
+def cmd_new(args) -> int:
+    from .scaffold import new_plugin, new_spec
+    if args.new_command == "spec":
+        path = new_spec(args.family, args.file)
+        print(f"wrote {path}\ncheck it: lvmgraph validate {path}\nrun it:   lvmgraph run {path}")
+        return EXIT_OK
+    written = new_plugin(args.name, args.dir)
+    root = Path(args.dir) / args.name
+    print(f"wrote the plugin package {root}:")
+    for path in written:
+        print(f"  {path}")
+    spec = next(p for p in written if p.suffix == ".yaml")
+    print(f"next:\n  cd {root} && pip install -e . && python -m pytest\n"
+          f"  lvmgraph run {spec.relative_to(root)}")
+    return EXIT_OK
+
+
 def cmd_plugins(args) -> int:
     from .plugins import build_registry, make_plugin_manager
     from .plugins.describe import describe_entry
@@ -375,7 +403,7 @@ def cmd_docs(args) -> int:
 
 _COMMANDS = {"run": cmd_run, "resume": cmd_resume, "sample": cmd_sample, "eval": cmd_eval,
              "evaluator": cmd_evaluator, "validate": cmd_validate, "graph": cmd_graph, "plugins": cmd_plugins,
-             "docs": cmd_docs}
+             "docs": cmd_docs, "new": cmd_new}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -121,6 +121,10 @@ class TrainSpec(Strict):
     ema: dict[str, float] = Field(default_factory=dict,
                                   description="exponential moving averages of component weights used for sampling "
                                               "and evaluation: {generator: 0.999} (decay per update)")
+    loggers: list[Union[str, dict[str, dict]]] = Field(
+        default_factory=lambda: ["tensorboard"],
+        description="trackers that get every metrics.jsonl row: names or {name: {settings}} "
+                    "(`lvmgraph plugins --kind logger`); [] for none")
 
     @field_validator("ema")
     @classmethod
@@ -129,6 +133,21 @@ class TrainSpec(Strict):
         if bad:
             raise ValueError(f"EMA decays must lie strictly between 0 and 1: {bad}")
         return value
+
+    @field_validator("loggers")
+    @classmethod
+    def _one_entry_per_logger(cls, value):
+        names = [item if isinstance(item, str) else next(iter(item), "") for item in value]
+        if any(isinstance(item, dict) and len(item) != 1 for item in value):
+            raise ValueError("write each logger as a name or as {name: {settings}} with exactly one key")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"logger {twice[0]!r} is listed twice; list each logger once")
+        return value
+
+    def logger_items(self) -> list[tuple[str, dict]]:
+        """-> [(logger name, settings)] in the order listed."""
+        return [(item, {}) if isinstance(item, str) else next(iter(item.items())) for item in self.loggers]
 
 
 class StageSpec(Strict):
@@ -229,8 +248,12 @@ class EvalSpec(Strict):
         return out
 
 
+#: what a spec's ``name`` may hold (it names run directories)
+NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+
+
 class Spec(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="run name (used for run directories)")
+    name: str = Field(pattern=NAME_PATTERN, description="run name (used for run directories)")
     description: str = Field("", description="free text, kept in the run's spec.yaml")
     seed: int = Field(0, ge=0, description="seeds module initialisation, batches and noise; the same seed "
                                             "trains the same run")

@@ -24,7 +24,7 @@ from ..data.loader import IndexBatcher
 from ..experiment import Experiment
 from ..spec.errors import SpecError
 from .checkpoint import save_checkpoint
-from .logging import LossMeter, TensorBoardWriter
+from .logging import Loggers, LossMeter
 from .rundir import RunDir
 from .stages import Growable, StagePlan
 
@@ -125,7 +125,7 @@ class Trainer:
                                    seed=self.spec.seed, shuffle=data.shuffle, drop_last=data.drop_last)
         self.meter = LossMeter()
         self.step = 0
-        self.tb: TensorBoardWriter | None = None
+        self.loggers: Loggers | None = None  # train.loggers, open while fit() runs
         self.last_losses: dict[str, float] = {}
         self.logged_at: int | None = None  # the step of last_losses
         self.skipped = 0  # updates dropped for a non-finite loss or gradient (train.nonfinite: skip)
@@ -365,8 +365,8 @@ class Trainer:
         total = self.train_cfg.steps if steps is None else steps
         cfg = self.train_cfg
         sample_every = cfg.sample_every or cfg.checkpoint_every
-        if self.run is not None and self.tb is None:
-            self.tb = TensorBoardWriter(self.run.tensorboard)
+        if self.run is not None and self.loggers is None:
+            self.loggers = Loggers.open(self.exp, self.run.path)
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
@@ -381,9 +381,9 @@ class Trainer:
             self.executor.trainable_all()
             if bar is not None:
                 bar.close()
-            if self.tb is not None:
-                self.tb.close()
-                self.tb = None
+            if self.loggers is not None:
+                self.loggers.close()
+                self.loggers = None
 
     def _loop(self, total: int, cfg, sample_every: int, bar, started: float, stop: list) -> None:
         """Steps until ``total``: log, sample and checkpoint on schedule; stop cleanly on a signal."""
@@ -425,13 +425,11 @@ class Trainer:
         row = {"step": self.step, **values}
         if self.run is not None:
             self.run.append_metrics(row)
-            if self.tb is not None:
-                self.tb.scalars(values, self.step)
+            if self.loggers is not None:
+                self.loggers.log(self.step, values)
         if bar is not None:
             bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
 
     def _write_samples(self) -> None:
         from ..eval.artifacts import write_sample_grid
-        path = write_sample_grid(self.exp, self.run, self.step)
-        if path is not None and self.tb is not None:
-            pass  # the PNG is the record; TensorBoard gets scalars only, keeping event files small
+        write_sample_grid(self.exp, self.run, self.step)  # the PNG is the record; loggers get scalars only
