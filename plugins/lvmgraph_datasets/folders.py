@@ -104,5 +104,6 @@ def load_image_folders(**settings) -> DatasetBundle:
     info = {"name": "image_folders", "kind": "image", "num_classes": 0, "class_names": [],
             "value_range": tuple(float(v) for v in p.value_range), "source": str(root),
             "shape": (channels, p.size, p.size), "native_shape": (channels, p.size, p.size),
-            "binarize": "none", "domains": ["A", "B"], "files": counts, "pairing": p.pairing}
+            "binarize": "none", "shape_settings": {"size": "size", "channels": ["mode", {1: "grey", 3: "rgb"}]},
+            "domains": ["A", "B"], "files": counts, "pairing": p.pairing}
     return DatasetBundle(train=splits["train"], test=splits["test"], info=info)
