@@ -243,3 +243,61 @@ def test_pictures_that_do_not_fit_fail_validation_naming_the_data_setting(pictur
     assert cli_main(["validate", *dcgan_cli(pictures, "data.size=32")]) == 2
     assert "data.channels: images x are 3×32×32 but components.discriminator takes 1×32×32 — set data.channels: 1," \
         in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------- seeded flips, resumed
+
+
+SMALL_DCGAN = ["data.dataset=image_folder", "data.size=32", "data.channels=1", "data.batch_size=8",
+               "components.generator.channels=[16,8,4]", "components.discriminator.channels=[4,8,16]",
+               "train.threads=1", "train.progress=false", "train.log_every=1", "train.checkpoint_every=3",
+               "train.sample_every=1000"]
+
+
+def test_flip_augmented_training_is_seeded_and_resumes_exactly(pictures, tmp_path):
+    from helpers import assert_same
+    from lvmgraph.train.checkpoint import latest_checkpoint, load_checkpoint
+
+    common = [*SMALL_DCGAN, f"data.root={pictures}"]
+    flip = [*common, "data.flip=horizontal"]
+    straight = lg.train(DCGAN, out=tmp_path / "straight", evaluate=False, overrides=[*flip, "train.steps=6"])
+    first = lg.train(DCGAN, out=tmp_path / "resumed", evaluate=False, overrides=[*flip, "train.steps=3"])
+    torch.manual_seed(999)  # the global RNG must not matter
+    resumed = lg.resume(first.path, overrides=["train.steps=6"], evaluate=False)
+    unflipped = lg.train(DCGAN, out=tmp_path / "unflipped", evaluate=False, overrides=[*common, "train.steps=6"])
+
+    a, b, c = (load_checkpoint(latest_checkpoint(r.checkpoints)) for r in (straight, resumed, unflipped))
+    assert straight.read_metrics() == resumed.read_metrics()
+    assert_same(a["components"], b["components"], "components")
+    assert_same(a["data"], b["data"], "data")  # the augmentation generator is part of the batcher's state
+    # the flips reach training (and draw from their own stream: the batch order is unchanged)
+    assert any(not torch.equal(a["components"][k], c["components"][k]) for k in a["components"])
+    assert torch.equal(a["data"]["order"], c["data"]["order"]) and a["data"]["position"] == c["data"]["position"]
+
+
+# ------------------------------------------------------------------------------- ProGAN at 64 px
+
+
+def test_the_progan_spec_grows_to_64px_pictures_with_one_more_stage(tmp_path):
+    """Issue 6: the shipped 4 -> 32 spec on a 64 px folder. Beside the data settings, the change is
+    the stage list plus what a 64 px level needs: the networks' image shape and one more width each
+    (the spec's header and docs/tutorials/own_images.md). Run in miniature (tests/test_progan_spec.py)."""
+    write_pngs(tmp_path / "pics", rgb_images(np.random.default_rng(7), 16, (64, 64), 128))
+    spec = ROOT / "specs" / "progan_fashion_mnist.yaml"
+    data = ["data.dataset=image_folder", f"data.root={tmp_path / 'pics'}", "data.pad_to=null", "data.channels=1",
+            "data.batch_size=4"]
+    grow = ["components.generator.out_shape=[1,64,64]", "components.discriminator.in_shape=[1,64,64]",
+            "components.generator.channels=[64,32,16,8,8]", "components.discriminator.channels=[64,32,16,8,8]"]
+    stages = ("stages=[{resolution: 4, stable_steps: 1, batch_size: 4}"
+              + "".join(f", {{resolution: {r}, fade_steps: 2, stable_steps: 1, batch_size: 4}}" for r in (8, 16, 32, 64))
+              + "]")
+    with pytest.raises(SpecError, match="resolution 64 is not one component 'generator' can grow to"):
+        lg.validate(spec, [*data, stages])  # the stages alone: the networks stop at 32
+    run = lg.train(spec, out=tmp_path / "run", evaluate=False, progress=False,
+                   overrides=[*data, *grow, stages, "train.log_every=1", "train.threads=1",
+                              "train.checkpoint_every=100", "train.sample_every=100"])
+    rows = run.read_metrics()
+    assert [(r["stage/resolution"], r["stage/alpha"]) for r in rows] == \
+        [(4, 1.0)] + [(r, a) for r in (8, 16, 32, 64) for a in (0.0, 0.5, 1.0)]
+    sample = lg.open_run(run.path).sample(2)
+    assert sample.shape == (2, 1, 64, 64) and torch.isfinite(sample).all()
