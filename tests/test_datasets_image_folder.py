@@ -226,6 +226,11 @@ def test_the_dcgan_spec_trains_on_40px_rgb_pictures_with_data_settings_only(pict
     assert [r["step"] for r in run.run.read_metrics()] == [1, 2, 3]
     assert run.experiment.data.train["x"].shape[1:] == (1, 32, 32)
     assert run.experiment.data.info["value_range"] == (-1.0, 1.0)  # the spec's own setting, kept
+    # the spec's evaluator metrics judge with a network trained on these pictures' own classes
+    result = run.evaluate([("evaluator_fd", {"n": 8})], write=False)["evaluator_fd"]
+    evaluator = result["protocol"]["evaluator"]
+    assert evaluator["dataset"] == "image_folder" and "linear 2)" in evaluator["architecture"]
+    assert result["fd"] > 0
 
 
 def test_pictures_that_do_not_fit_fail_validation_naming_the_data_setting(pictures, capsys):

@@ -26,7 +26,7 @@ from pydantic import Field
 
 from lvmgraph import DataSettingError, DatasetBundle, DatasetUnavailable
 
-from .common import ImageParams, prepare_images, split_rng
+from .common import ImageParams, pad_shape_settings, prepare_images, split_rng
 from .folders import IMAGE_SUFFIXES, open_image, to_tensor
 from .transforms import CropPosition, HorizontalFlip, crop_box
 
@@ -37,6 +37,8 @@ TRUE, FALSE = {"1", "1.0", "true", "yes"}, {"0", "0.0", "-1", "-1.0", "false", "
 
 
 class ImageFolderParams(ImageParams):
+    seed: int = Field(default=0, ge=0, description="seed of the train/test split, the limits, random crops and "
+                                                   "stochastic binarization")
     root: str = Field(description="folder of image files: root/CLASS/*.png (labelled) or root/*.png (unlabelled), "
                                   "optionally split into root/train/ and root/test/")
     size: int | None = Field(default=None, gt=0,
@@ -258,7 +260,9 @@ def load_image_folder(**settings) -> DatasetBundle:
         "value_range": tuple(float(v) for v in p.value_range), "source": str(root),
         "shape": shape, "native_shape": native, "binarize": p.binarize,
         "files": {split: len(files) for split, (files, _) in found.items()},
-        "shape_settings": {"size": "pad_to" if p.pad_to is not None else "size", "channels": "channels"},
+        # with pad_to, the delivered size is pad_to's (never below the images'); channels always convert
+        "shape_settings": {**(pad_shape_settings(native) if p.pad_to is not None else {"size": "size"}),
+                           "channels": "channels"},
     }
     if names is not None:
         info["attribute_names"] = list(names)
