@@ -165,7 +165,7 @@ class _Context:
             args, kwargs = [self.eval(a) for a in node.args], {k: self.eval(v) for k, v in node.kwargs}
             try:
                 return fn(*args, **kwargs)
-            except ShapeMismatch as exc:  # name the component that refused its input (innermost call)
+            except ShapeMismatch as exc:  # name the component that refused its input (for lvmgraph.data.fit)
                 exc.component = exc.component or node.component
                 raise
         if isinstance(node, OpCall):
