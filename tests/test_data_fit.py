@@ -61,3 +61,20 @@ def test_shape_mismatch_carries_the_shapes_and_the_executor_names_the_component(
     with pytest.raises(Exception) as err:
         ex.evaluate(["d_loss"])
     assert isinstance(err.value.cause, ShapeMismatch) and err.value.cause.component == "discriminator"
+
+
+def test_cyclegan_folders_name_size_and_mode(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for folder in ("trainA", "trainB", "testA", "testB"):
+        (tmp_path / folder).mkdir()
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / folder / f"{i}.png")
+    data = f"data={{dataset: image_folders, root: {tmp_path}, size: 40, value_range: [-1, 1], batch_size: 1}}"
+    found = problems(ROOT / "specs" / "cyclegan_thin2thick.yaml", [data])
+    assert [p.message for p in found] == ["images x_a are 3×40×40 but components.g_ab takes 1×32×32",
+                                          "images x_b are 3×40×40 but components.g_ba takes 1×32×32"]
+    assert all(p.path == ("data", "size") and p.hint.startswith("set data.size: 32 and data.mode: grey,")
+               for p in found)
