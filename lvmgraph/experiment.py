@@ -10,10 +10,12 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+import networkx as nx
 import torch
 from torch import nn
 
-from .data.base import DatasetBundle, DatasetUnavailable
+from .data.base import DatasetBundle, DataSettingError, DatasetUnavailable
+from .data.fit import data_misfit
 from .graph.compile import ComponentCall, ModelGraph, compile_graph, walk
 from .graph.execute import Executor, GraphEvalError
 from .modules import Components, Prior
@@ -79,6 +81,8 @@ def load_data(loaded: LoadedSpec, registry: Registry) -> DatasetBundle:
         bundle = entry.factory(**settings)
     except DatasetUnavailable as exc:
         raise SpecError([loaded.source.problem(str(exc), ("data", "dataset"))], file=loaded.path) from None
+    except DataSettingError as exc:
+        raise SpecError([loaded.source.problem(str(exc), ("data", exc.setting))], file=loaded.path) from None
     return bundle
 
 
@@ -144,13 +148,19 @@ def dry_run(exp: Experiment) -> list[Problem]:
     with torch.random.fork_rng(devices=[]):
         ex.begin(batch, 0)
         for value in graph.order:
-            if any(p in failed for p in graph.g.predecessors(value)):
+            if value in failed or any(p in failed for p in graph.g.predecessors(value)):
                 failed.add(value)
                 continue
             try:
                 ex.evaluate([value], updated=frozenset(graph.component_deps[value]), token=object(), use_cache=False)
             except GraphEvalError as exc:
                 failed.add(value)
+                misfit = data_misfit(exp, value, exc.cause)
+                if misfit is not None:  # the data's images do not fit: say which data setting to change
+                    field, problem = misfit
+                    problems.append(problem)
+                    failed.update(nx.descendants(graph.g, field))  # their failures would only repeat it
+                    continue
                 problems.append(loaded.source.problem(f"{exc.source} fails on a batch of {n}: {exc.cause}",
                                                       ("graph", value)))
             except Exception as exc:  # noqa: BLE001

@@ -1,16 +1,23 @@
 """Device-resident batching: the whole split lives as tensors on the device, batches are index slices.
 
 The order comes from a dedicated seeded generator, and the position in the epoch is part of
-the state, so a resumed run sees exactly the batches an uninterrupted run would.
+the state, so a resumed run sees exactly the batches an uninterrupted run would. A dataset's
+random augmentation (``DatasetBundle.augment``) draws from a second generator of its own, also
+part of the state: switching augmentation on or off leaves the batch order unchanged.
 """
 from __future__ import annotations
 
 import torch
 
+from .base import Augment
+
+#: mixed into the seed of the augmentation generator, so its stream differs from the order's
+AUGMENT_SEED_OFFSET = 0x5EED_A06
+
 
 class IndexBatcher:
     def __init__(self, fields: dict[str, torch.Tensor], *, batch_size: int, device: torch.device,
-                 seed: int, shuffle: bool = True, drop_last: bool = True):
+                 seed: int, shuffle: bool = True, drop_last: bool = True, augment: Augment | None = None):
         self.fields = {k: v.to(device) for k, v in fields.items()}
         self.n = next(iter(self.fields.values())).shape[0]
         if batch_size > self.n and drop_last:
@@ -19,6 +26,8 @@ class IndexBatcher:
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.generator = torch.Generator().manual_seed(seed)
+        self.augment = augment
+        self.augment_generator = torch.Generator().manual_seed(seed + AUGMENT_SEED_OFFSET)
         self.epoch = 0
         self.position = 0
         self.order = self._new_order()
@@ -37,14 +46,17 @@ class IndexBatcher:
         idx = self.order[self.position:min(end, self.n)]
         self.position = end
         idx = idx.to(next(iter(self.fields.values())).device)
-        return {k: v.index_select(0, idx) for k, v in self.fields.items()}
+        batch = {k: v.index_select(0, idx) for k, v in self.fields.items()}
+        return self.augment(batch, self.augment_generator) if self.augment is not None else batch
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "position": self.position, "order": self.order.clone(),
-                "generator": self.generator.get_state()}
+                "generator": self.generator.get_state(), "augment_generator": self.augment_generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch = int(state["epoch"])
         self.position = int(state["position"])
         self.order = state["order"].clone()
         self.generator.set_state(state["generator"])
+        if "augment_generator" in state:  # (checkpoints from before augmentation have none)
+            self.augment_generator.set_state(state["augment_generator"])

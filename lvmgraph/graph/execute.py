@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from . import expr as E
+from ..modules import ShapeMismatch
 from .compile import ComponentCall, MethodCall, ModelGraph, OpCall, Ref
 
 _BINOPS: dict[str, Callable] = {"+": operator.add, "-": operator.sub, "*": operator.mul,
@@ -161,7 +162,12 @@ class _Context:
         if isinstance(node, ComponentCall):
             module = self.ex.modules[node.component]
             fn = module if node.method is None else getattr(module, node.method)
-            return fn(*[self.eval(a) for a in node.args], **{k: self.eval(v) for k, v in node.kwargs})
+            args, kwargs = [self.eval(a) for a in node.args], {k: self.eval(v) for k, v in node.kwargs}
+            try:
+                return fn(*args, **kwargs)
+            except ShapeMismatch as exc:  # name the component that refused its input (for lvmgraph.data.fit)
+                exc.component = exc.component or node.component
+                raise
         if isinstance(node, OpCall):
             return node.fn(*[self.eval(a) for a in node.args], **{k: self.eval(v) for k, v in node.kwargs})
         if isinstance(node, MethodCall):

@@ -122,7 +122,8 @@ class Trainer:
                         for _ in self.optimizers]
         data = self.spec.data
         self.loader = IndexBatcher(exp.data.train, batch_size=data.batch_size, device=exp.device,
-                                   seed=self.spec.seed, shuffle=data.shuffle, drop_last=data.drop_last)
+                                   seed=self.spec.seed, shuffle=data.shuffle, drop_last=data.drop_last,
+                                   augment=exp.data.augment)
         self.meter = LossMeter()
         self.step = 0
         self.loggers: Loggers | None = None  # train.loggers, open while fit() runs
