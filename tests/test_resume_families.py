@@ -70,12 +70,9 @@ class Case:
     pools: list[str] = field(default_factory=list)  # its image_pool components
 
 
-def mini_stages(path: Path) -> list[dict] | None:
-    """A staged spec's plan in miniature: one stable step at the first resolution, then for each
-    next one a fade-in of two steps and one stable step (so a fade-in has a middle)."""
-    stages = lg.load(path).spec.stages
-    if not stages:
-        return None
+def mini_stages(stages) -> list[dict]:
+    """A plan in miniature: one stable step at the first resolution, then for each next one a
+    fade-in of two steps and one stable step (so a fade-in has a middle)."""
     return [{"resolution": s.resolution, "stable_steps": 1, **({"fade_steps": 2} if i else {})}
             for i, s in enumerate(stages)]
 
@@ -84,13 +81,12 @@ def cases_of(path: Path) -> list[Case]:
     spec = lg.load(path).spec
     pools = [name for name, c in spec.components.items() if c.type == "image_pool"]
     common = [*COMMON, *(f"components.{name}.size={POOL}" for name in pools)]
-    stages = mini_stages(path)
-    if stages is None:
+    if not spec.stages:
         out = [Case(f"{path.stem}-mid_epoch", path, common, K, K + M, pools=pools)]
         if path.stem == N_CRITIC_SPEC:
             out.append(Case(f"{path.stem}-n_critic", path, [*common, *N_CRITIC], K, K + M, pools=pools))
         return out
-    overrides = [*common, f"stages={json.dumps(stages)}"]
+    overrides = [*common, f"stages={json.dumps(mini_stages(spec.stages))}"]
     plan = StagePlan(lg.load(path, overrides).spec.stages, BATCH)
     last = plan.stages[min(2, len(plan.stages) - 1)]
     points = {"mid_fade_in": plan.stages[1].start + 1,  # alpha 0.5 of the first fade-in

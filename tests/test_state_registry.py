@@ -265,6 +265,7 @@ def test_compare_sorts_each_difference_into_refusal_warning_or_nothing():
 def test_resume_with_a_changed_model_is_refused_naming_the_change_and_trains_nothing(trained, tmp_path, capsys):
     run, _ = trained
     copy = shutil.copytree(run.path, tmp_path / "run")
+    spec_yaml = (copy / "spec.yaml").read_text()
     code = cli_main(["resume", str(copy), "--set", "components.encoder.hidden=[32]", "--set", "train.steps=8",
                      "--no-eval", "--quiet"])
     err = capsys.readouterr().err
@@ -273,6 +274,7 @@ def test_resume_with_a_changed_model_is_refused_naming_the_change_and_trains_not
                                    "changed since the checkpoint was written, so its state does not describe this model:")
     assert err.splitlines()[1] == "  components.encoder.hidden changed from [16] to [32]"
     assert "resumes" not in json.loads((copy / "run.json").read_text())
+    assert (copy / "spec.yaml").read_text() == spec_yaml
     assert [p.name for p in (copy / "checkpoints").iterdir()] == ["step_00000006"]
 
 
