@@ -153,6 +153,7 @@ class Leaky(nn.Module):
         super().__init__()
         self.net = nn.Linear(8, 8)
         self.lstm = nn.LSTM(4, 4)  # keeps aliases of its weights in a plain list: fine
+        self.sn = nn.utils.spectral_norm(nn.Linear(8, 8))  # a derived 'weight' attribute, recomputed: fine
         self.register_buffer("seen", torch.zeros(()))
         self.shape = (8,)  # plain settings are fine
         if leak == "tensor":

@@ -146,8 +146,11 @@ def hidden_state(module: nn.Module) -> list[tuple[str, str]]:
     covered = {id(x) for x in (*module.parameters(), *module.buffers(), *module.modules())}
     out = []
     for prefix, sub in module.named_modules():
+        # torch's older nn.utils.spectral_norm / weight_norm keep the normalised weight as a plain
+        # attribute that a forward pre-hook recomputes from saved parameters and buffers
+        derived = {getattr(hook, "name", None) for hook in sub._forward_pre_hooks.values()}
         for attr, value in vars(sub).items():
-            if attr in _MODULE_INTERNALS:
+            if attr in _MODULE_INTERNALS or attr in derived:
                 continue
             found = _holds_state(value, covered)
             if found:
