@@ -19,6 +19,7 @@ from .graph.compile import ModelGraph
 from .spec.load import LoadedSpec, load_spec
 from .train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from .train.rundir import RunDir
+from .train.state import StateMismatch
 from .train.trainer import Trainer, load_ema
 
 
@@ -91,8 +92,13 @@ def _print_warning(text: str) -> None:
 
 
 def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool | None = None,
-           evaluate: bool = True, callbacks=(), device: str | None = None) -> RunDir:
-    """Continue a run from its newest good checkpoint (``overrides`` e.g. ``train.steps=4000``)."""
+           evaluate: bool = True, callbacks=(), device: str | None = None,
+           on_warning: Callable[[str], None] | None = None) -> RunDir:
+    """Continue a run from its newest good checkpoint (``overrides`` e.g. ``train.steps=4000``).
+
+    A resume that cannot continue exactly is refused (``StateMismatch``: the model or its phases
+    changed) or warned about, one line per reason to ``on_warning`` (default: stderr); the reasons
+    are recorded in the run's run.json under ``resumes``."""
     run = RunDir.open(run_dir)
     loaded = load_spec(run.spec_file, overrides)
     exp = prepare(loaded, device=device, check=False)
@@ -100,7 +106,15 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
     if ckpt is None:
         raise CheckpointError(f"{run.checkpoints}: no complete checkpoint to resume from")
     trainer = Trainer(exp, run, progress=progress, callbacks=tuple(callbacks))
-    trainer.load_state_dict(load_checkpoint(ckpt, map_location=exp.device))
+    try:
+        trainer.load_state_dict(load_checkpoint(ckpt, map_location=exp.device))
+    except StateMismatch as exc:
+        raise StateMismatch(f"{ckpt}: cannot resume: {exc}") from None
+    for reason in trainer.resume_warnings:  # one line per reason the run will not continue bit for bit
+        (on_warning or _print_warning)(f"warning: the resume of {run.path} at step {trainer.step} is not exact: {reason}")
+    run.record_resume({"step": trainer.step, "checkpoint": ckpt.name, "overrides": list(overrides), "time": time.time(),
+                       "device": str(exp.device), "torch": str(torch.__version__), "threads": torch.get_num_threads(),
+                       "not_exact": list(trainer.resume_warnings)})
     # a non-empty meter means the row at the checkpoint's step (if any) was an off-schedule last row
     run.truncate_metrics(trainer.step, keep_at_step=not trainer.meter.counts)
     if overrides:

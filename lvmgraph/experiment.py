@@ -87,6 +87,7 @@ def load_data(loaded: LoadedSpec, registry: Registry) -> DatasetBundle:
 
 
 def build_modules(loaded: LoadedSpec, registry: Registry, problems: list[Problem]) -> nn.ModuleDict:
+    from .train.state import hidden_state, hidden_state_message  # (train imports this module)
     modules = Components()
     for name, entry in loaded.spec.components.items():
         reg = registry.get("component", entry.type)
@@ -104,6 +105,10 @@ def build_modules(loaded: LoadedSpec, registry: Registry, problems: list[Problem
         if reg.kind == "prior" and not isinstance(module, Prior):
             problems.append(loaded.source.problem(f"prior '{entry.type}' does not subclass lvmgraph.Prior",
                                                   ("components", name)))
+        hidden = hidden_state(module)
+        if hidden:  # a checkpoint would lose it: refuse now, not at the first resume
+            problems.append(loaded.source.problem(hidden_state_message(name, module, hidden), ("components", name)))
+            continue
         modules[name] = module
     return modules
 

@@ -54,6 +54,9 @@ class IndexBatcher:
                 "generator": self.generator.get_state(), "augment_generator": self.augment_generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
+        if state["order"].numel() != self.n:
+            raise ValueError(f"the checkpoint's data order covers {state['order'].numel()} rows, the training set "
+                             f"now has {self.n}: the data settings changed since it was written")
         self.epoch = int(state["epoch"])
         self.position = int(state["position"])
         self.order = state["order"].clone()

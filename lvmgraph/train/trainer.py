@@ -24,9 +24,11 @@ from ..data.loader import IndexBatcher
 from ..experiment import Experiment
 from ..spec.errors import SpecError
 from .checkpoint import save_checkpoint
+from .exactness import compare, conditions
 from .logging import Loggers, LossMeter
 from .rundir import RunDir
 from .stages import Growable, StagePlan
+from .state import StateMismatch, TrainingState
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -132,6 +134,8 @@ class Trainer:
         self.skipped = 0  # updates dropped for a non-finite loss or gradient (train.nonfinite: skip)
         if self.plan is not None:
             self._apply_stage(0)
+        self.state = self._register_state()
+        self.resume_warnings: list[str] = []
 
     # ---- construction ------------------------------------------------------
     def _setup_stages(self) -> None:
@@ -190,48 +194,79 @@ class Trainer:
         self.loader.batch_size = plan.at(step).batch_size
 
     # ---- state ---------------------------------------------------------------
-    def state_dict(self) -> dict:
-        state = {
-            "step": self.step,
-            "components": self.exp.modules.state_dict(),
-            "ema": {name: m.state_dict() for name, m in self.exp.ema.items()},
-            "optimizers": [o.state_dict() for o in self.optimizers],
-            "scalers": [s.state_dict() if s is not None else {} for s in self.scalers],
-            "rng": rng_state(),
-            "data": self.loader.state_dict(),
-            "meter": self.meter.state_dict(),
-            "skipped": self.skipped,
-        }
-        if self.plan is not None:
-            state["stage"] = self.stage_index  # the last stage entered: its param groups are in the optimizers
+    world_size = 1  # processes training together (recorded; a multi-process trainer sets it)
+
+    def _register_state(self) -> TrainingState:
+        """Every piece of state a resumed run needs, once, in the order it is restored: a checkpoint
+        is exactly these entries (see lvmgraph/train/state.py)."""
+        state = TrainingState()
+        state.register("exactness", self._conditions, self._check_conditions, guard=True,
+                       what="what an exact resume depends on: spec, torch, threads, device, world size")
+        state.register("step", lambda: self.step, self._set_step, what="the steps trained")
+        state.register("components", self.exp.modules.state_dict, self.exp.modules.load_state_dict,
+                       what="every component's parameters and buffers (image pools, stage buffers)")
+        state.register("ema", lambda: {name: m.state_dict() for name, m in self.exp.ema.items()},
+                       lambda saved: load_ema(self.exp, {"ema": saved}), what="the EMA copies")
+        if self.plan is not None:  # the last stage entered: its param groups are in the optimizers
+            state.register("stage", lambda: self.stage_index, self._load_stage, what="the stage reached",
+                           missing="the checkpoint was written without a stage plan, but this spec has stages:; "
+                                   "resume it with the spec it was trained with")
+        state.register("optimizers", lambda: [o.state_dict() for o in self.optimizers], self._load_optimizers,
+                       what="every phase's optimizer (moments, step counts, param groups)")
+        state.register("scalers", lambda: [s.state_dict() if s is not None else {} for s in self.scalers],
+                       self._load_scalers, what="the fp16 gradient scalers")
+        stateful = {name: s for name, s in self.exp.schedules.items() if callable(getattr(s, "state_dict", None))}
+        if stateful:  # schedules are functions of the step; one that keeps a position of its own says so
+            state.register("schedules", lambda: {name: s.state_dict() for name, s in stateful.items()},
+                           lambda saved: [s.load_state_dict(saved[name]) for name, s in stateful.items()],
+                           what="the schedules that keep a position of their own")
+        state.register("data", self.loader.state_dict, self.loader.load_state_dict,
+                       what="the data position (epoch, place in it, order, shuffling generator)")
+        state.register("meter", self.meter.state_dict, self.meter.load_state_dict,
+                       what="the losses accumulated since the last log row")
+        state.register("skipped", lambda: self.skipped, lambda n: setattr(self, "skipped", int(n)),
+                       what="the updates skipped for a non-finite loss")
+        state.register("rng", rng_state, set_rng_state, what="the torch, CUDA and Python RNG states")
         return state
 
-    def load_state_dict(self, state: dict) -> None:
-        self.step = int(state["step"])
-        self.exp.modules.load_state_dict(state["components"])
-        load_ema(self.exp, state)
-        if len(state["optimizers"]) != len(self.optimizers):
-            raise ValueError(f"checkpoint has {len(state['optimizers'])} phases' optimizers, "
-                             f"the spec has {len(self.optimizers)} phases")
-        if self.plan is not None:
-            self._load_stage(state)
-        for opt, s in zip(self.optimizers, state["optimizers"]):
-            opt.load_state_dict(s)
-        for scaler, s in zip(self.scalers, state.get("scalers", [])):
-            if scaler is not None and s:
-                scaler.load_state_dict(s)
-        self.loader.load_state_dict(state["data"])
-        self.meter.load_state_dict(state["meter"])
-        self.skipped = int(state.get("skipped", 0))  # (checkpoints before train.nonfinite had none)
-        set_rng_state(state["rng"])
+    def state_dict(self) -> dict:
+        return self.state.state_dict()
 
-    def _load_stage(self, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a checkpoint; ``resume_warnings`` then lists why the resumed run may differ
+        from an uninterrupted one (empty when it continues exactly)."""
+        self.resume_warnings = []
+        self.state.load_state_dict(state)
+
+    def _conditions(self) -> dict:
+        return conditions(self.exp.loaded.resolved(), self.exp.device, self.world_size)
+
+    def _check_conditions(self, saved: dict) -> None:
+        refusals, self.resume_warnings = compare(saved, self._conditions())
+        if refusals:
+            raise StateMismatch("the model or its phases changed since the checkpoint was written, so its state "
+                                "does not describe this model:\n  " + "\n  ".join(refusals) +
+                                "\nresume with the spec the run was trained with, or start a new run")
+
+    def _set_step(self, step) -> None:
+        self.step = int(step)
+
+    def _load_optimizers(self, saved: list) -> None:
+        if len(saved) != len(self.optimizers):
+            raise StateMismatch(f"the checkpoint has {len(saved)} phases' optimizers, the spec has "
+                                f"{len(self.optimizers)} phases")
+        for opt, s in zip(self.optimizers, saved):
+            opt.load_state_dict(s)
+
+    def _load_scalers(self, saved: list) -> None:
+        for scaler, s in zip(self.scalers, saved):
+            if scaler is not None and s:  # (fp32 before: a fresh scaler)
+                scaler.load_state_dict(s)
+
+    def _load_stage(self, saved) -> None:
         """Re-enter the checkpoint's stages so the optimizers have its param groups, refusing a stage
         plan that puts the steps already trained in another stage."""
-        if "stage" not in state:
-            raise ValueError("the checkpoint was written without a stage plan, but this spec has stages:; "
-                             "resume it with the spec it was trained with")
-        saved, step = int(state["stage"]), self.step
+        saved, step = int(saved), self.step
         expected = self.plan.index_at(max(step - 1, 0))
         if saved != expected:
             have = self.plan.stages[expected].resolution
