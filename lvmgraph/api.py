@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .experiment import Experiment, generate_outputs, prepare
+from .report import during_training as report_during_training, try_write_report, write_report
 from .spec.load import LoadedSpec, load_spec
 from .train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from .train.rundir import RunDir
@@ -50,7 +51,7 @@ def train(path: str | Path, *, out: str | Path | None = None, overrides: Sequenc
     run.write_json("run.json", {"spec": str(path), "overrides": list(overrides), "started": time.time(),
                                 "device": str(exp.device), "torch": torch.__version__,
                                 "threads": torch.get_num_threads()})
-    trainer = Trainer(exp, run, progress=progress, callbacks=tuple(callbacks))
+    trainer = Trainer(exp, run, progress=progress, callbacks=(*callbacks, report_during_training(exp, run)))
     trainer.fit()
     _finish(exp, run, evaluate)
     return run
@@ -69,7 +70,7 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
     ckpt = latest_checkpoint(run.checkpoints)
     if ckpt is None:
         raise CheckpointError(f"{run.checkpoints}: no complete checkpoint to resume from")
-    trainer = Trainer(exp, run, progress=progress, callbacks=tuple(callbacks))
+    trainer = Trainer(exp, run, progress=progress, callbacks=(*callbacks, report_during_training(exp, run)))
     trainer.load_state_dict(load_checkpoint(ckpt, map_location=exp.device))
     # a non-empty meter means the row at the checkpoint's step (if any) was an off-schedule last row
     run.truncate_metrics(trainer.step, keep_at_step=not trainer.meter.counts)
@@ -87,6 +88,7 @@ def _finish(exp: Experiment, run: RunDir, evaluate: bool) -> None:
         from .eval.runner import evaluate as run_metrics
         results = run_metrics(exp)
         run.write_json("eval.json", {"step": _trained_steps(run), "results": results})
+    try_write_report(run, exp)  # after the evaluation, which it shows; a failure only warns
 
 
 def _trained_steps(run: RunDir) -> int | None:
@@ -184,6 +186,15 @@ def open_run(run_dir: str | Path, *, device: str | None = None) -> Run:
     load_ema(exp, state)
     exp.modules.eval()
     return Run(run, exp, int(state["step"]))
+
+
+def report(run_dir: str | Path, *, device: str | None = None) -> Path:
+    """(Re)write ``RUN/report.html`` from the run directory and its newest checkpoint (without a
+    checkpoint yet: curves, sample grids and the graph, no generated pictures); returns its path."""
+    run = RunDir.open(run_dir)
+    if latest_checkpoint(run.checkpoints) is None:
+        return write_report(run, prepare(load_spec(run.spec_file), device=device, check=False), pictures=False)
+    return write_report(run, open_run(run_dir, device=device).experiment)
 
 
 def parse_given(items: Sequence[str], n: int | None = None, device="cpu", *,

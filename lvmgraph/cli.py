@@ -77,6 +77,10 @@ sample.grid names them (its first row). One input to every domain (StarGAN):
     e.add_argument("--metrics", help="comma-separated metric names (default: the spec's eval.metrics)")
     e.add_argument("--n", type=int, help="sample count for every metric that has an `n` setting")
 
+    rp = sub.add_parser("report", help="(re)write RUN/report.html: curves, samples, pictures, graph, evaluation")
+    rp.add_argument("run_dir")
+    rp.add_argument("--device", choices=["auto", "cpu", "cuda"])
+
     ev = sub.add_parser("evaluator", help="train or inspect the evaluator network of an image dataset")
     ev_sub = ev.add_subparsers(dest="evaluator_command", required=True)
     evt = ev_sub.add_parser("train", help="train (or load from the cache) the evaluator CNN of a dataset")
@@ -287,6 +291,12 @@ def _select_metrics(items: list[tuple[str, dict]], wanted: list[str]) -> list[tu
     return out
 
 
+def cmd_report(args) -> int:
+    from . import api
+    print(f"wrote {api.report(args.run_dir, device=args.device)}")
+    return EXIT_OK
+
+
 def cmd_evaluator(args) -> int:
     from .experiment import resolve_device
     from .eval.evaluator import evaluator_for
@@ -431,7 +441,7 @@ def _describe(entry) -> dict:
     return {"kind": entry.kind, "name": entry.name, "plugin": entry.plugin, "doc": entry.doc, "settings": settings}
 
 
-_COMMANDS = {"run": cmd_run, "resume": cmd_resume, "sample": cmd_sample, "eval": cmd_eval,
+_COMMANDS = {"run": cmd_run, "resume": cmd_resume, "sample": cmd_sample, "eval": cmd_eval, "report": cmd_report,
              "evaluator": cmd_evaluator, "validate": cmd_validate, "graph": cmd_graph, "plugins": cmd_plugins}
 
 if __name__ == "__main__":
