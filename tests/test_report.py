@@ -16,7 +16,7 @@ import lvmgraph.api as api
 from lvmgraph.cli import main as cli_main
 from lvmgraph.report import PAGE
 from lvmgraph.report.browser import find_chromium, loaded_images, screenshot
-from lvmgraph.report.curves import panels
+from lvmgraph.report.curves import TOTAL_COLOUR, draw_panel, nice_ticks, panels
 from lvmgraph.report.figures import reconstruction_pairs, traversals
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,8 +111,8 @@ def test_aae_report_has_the_sections_of_an_autoencoder_with_a_2d_latent(aae_run)
     _assert_images_exist(aae_run, page)
     assert page.images.count("samples/step_00000200.png") == 1  # the latest grid, shown large
     assert "samples/step_00000100.png" in page.images            # and the history
-    assert [s for s in page.images if s.startswith("report/loss_")] == [f"report/loss_{i}.png" for i in range(3)]
     html = (aae_run / PAGE).read_text()
+    assert html.count('<figure class="chart">') == 3  # a loss chart per phase
     assert "finished" in html and "prior_ks" in html  # status badge and the evaluation table
     assert "<svg" in html and "rec_loss" in html      # the model graph, inline
 
@@ -162,6 +162,32 @@ def test_loss_panels_group_logged_values_by_phase():
                    ("phase 1: generator_q", ["generator_q", "g_loss", "info", "mi_lower_bound", "info_u"],
                     "generator_q"),
                    ("other logged values", ["nonfinite_skipped"], None)]
+
+
+@pytest.mark.parametrize("lo, hi, expected", [
+    (0.0, 1.0, [0.0, 0.25, 0.5, 0.75, 1.0]),
+    (0.33, 0.87, [0.2, 0.4, 0.6, 0.8, 1.0]),
+    (20.0, 3000.0, [0.0, 1000.0, 2000.0, 3000.0]),
+    (-1.3, 2.1, [-2.0, -1.0, 0.0, 1.0, 2.0, 3.0]),
+    (5.0, 5.0, [2.0, 4.0, 6.0, 8.0]),  # one value: a range around it
+])
+def test_nice_ticks_are_round_and_cover_the_data(lo, hi, expected):
+    assert nice_ticks(lo, hi) == expected
+
+
+def test_a_chart_draws_each_term_and_puts_the_weighted_total_on_a_right_axis():
+    spec = api.load(ROOT / "specs" / "infogan_digits.yaml").spec
+    rows = [{"step": s, "d_loss": 1.0 / s, "g_loss": 2.0, "info": 0.5, "generator_q": 40.0 + s} for s in (10, 20, 30)]
+    panel = panels(spec.phases, list(rows[0]))[1]
+    svg, legend = draw_panel(panel, rows)
+    root = ET.fromstring(svg)
+    paths = root.findall("{http://www.w3.org/2000/svg}path")
+    assert len(paths) == 3  # g_loss, info, and the total (3 points: no smoothing, no faint copy)
+    assert [k for k, _, dashed in legend] == ["g_loss", "info", "generator_q (weighted total, right axis)"]
+    assert [dashed for *_, dashed in legend] == [False, False, True]
+    assert paths[-1].get("stroke-dasharray")
+    right_labels = [t.text for t in root.findall("{http://www.w3.org/2000/svg}text") if t.get("fill") == TOTAL_COLOUR]
+    assert right_labels[0] == "50" and right_labels[-1] == "70"  # the total's own scale, 50..70
 
 
 def test_reconstructions_are_found_through_the_encoder_not_through_a_prior_draw():

@@ -164,7 +164,7 @@ def _titled(title: str, note: str) -> str:
     return f"{title} ({note})" if title and note else (title or note)
 
 
-def save_figure(fig: Figure, path: str | Path) -> Path:
+def _save_figure(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)  # attach an Agg canvas: rendering never involves a GUI backend
@@ -205,7 +205,7 @@ def save_points_plot(points, path: str | Path, *, reference=None, title: str = "
     ax.set_title(_titled(title, view.note.replace("latent", "data")), fontsize="medium")
     ax.set_aspect("equal", adjustable="datalim")
     fig.tight_layout()
-    return save_figure(fig, path)
+    return _save_figure(fig, path)
 
 
 def _class_colors(count: int) -> list:
@@ -254,4 +254,4 @@ def save_latent_plot(latents, labels, path: str | Path, *, prior_samples=None, t
     ax.set_title(_titled(title, view.note), fontsize="medium")
     ax.set_aspect("equal", adjustable="datalim")
     fig.tight_layout()
-    return save_figure(fig, path)
+    return _save_figure(fig, path)

@@ -1,7 +1,7 @@
 """The run report: ``RUN/report.html``, a static page of what a run did and makes.
 
     collect   what the run directory holds (metrics, sample grids, latent plot, eval.json, run.json)
-    curves    loss curves per phase (PNG)
+    curves    loss curves per phase (inline SVG)
     figures   pictures generated from the trained weights (translations, reconstructions,
               interpolations, code traversals)
     page      the HTML, with the model graph drawn by ``lvmgraph.graph.svg``
@@ -36,7 +36,7 @@ def write_report(run: RunDir | str | Path, exp, *, pictures: bool = True, in_pro
     folder.mkdir(exist_ok=True)
     contents = collect(run)
     spec = exp.spec
-    parts = PageParts(curves=write_curves(spec.phases, contents.metrics, folder),
+    parts = PageParts(curves=write_curves(spec.phases, contents.metrics),
                       diagram_svg=to_svg(exp.graph, spec.phases), phases=list(spec.phases),
                       total_steps=spec.train.steps, in_progress=in_progress)
     if pictures and spec.sample is not None:

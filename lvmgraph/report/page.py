@@ -11,9 +11,12 @@ import time
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .collect import RunContents
-from .figures import Picture
+
+if TYPE_CHECKING:  # figures imports the plotting stack, which the page does not need
+    from .figures import Picture
 
 TIMELINE = 8  # sample grids shown from the run's history (evenly spaced, the latest included)
 
@@ -43,6 +46,13 @@ h3 { margin:10px 0 6px; font-size:14px; font-weight:600; }
 .note { color:var(--muted); font-size:12.5px; margin:2px 0 8px; }
 .grid { display:grid; gap:14px; grid-template-columns:repeat(auto-fit,minmax(var(--min,300px),1fr)); align-items:start; }
 figure { margin:0; }
+.chart { border:1px solid var(--line); border-radius:8px; padding:8px 10px 6px; }
+.chart h3 { margin:0 0 2px; } .chart h3 small { color:var(--muted); font-weight:400; margin-left:6px; }
+.chart svg { display:block; }
+.legend { display:flex; flex-wrap:wrap; gap:2px 14px; }
+.key { white-space:nowrap; } .key i { display:inline-block; width:18px; border-top:2.5px solid; margin-right:5px;
+       vertical-align:middle; } .key i.dash { border-top-style:dashed; }
+.strip { display:grid; grid-auto-flow:column; grid-auto-columns:minmax(0,1fr); gap:8px; }
 figure img { max-width:100%; height:auto; display:block; border:1px solid var(--line); border-radius:4px;
              background:#fff; }
 img.pixels { image-rendering:pixelated; width:100%; max-height:460px; object-fit:contain;
@@ -85,7 +95,7 @@ window.addEventListener('load', function () {
 class PageParts:
     """What the page draws beyond the run directory's own files."""
 
-    curves: list = field(default_factory=list)       # [(CurvePanel, path)]
+    curves: list = field(default_factory=list)       # [(CurvePanel, svg, legend)]
     pictures: list[Picture] = field(default_factory=list)
     diagram_svg: str = ""
     phases: list = field(default_factory=list)       # PhaseSpec
@@ -172,13 +182,16 @@ def _summary(contents: RunContents) -> tuple[str, str, str] | None:
     return _section("summary", "Summary", f'<div class="cols">{"".join(blocks)}</div>', full=True)
 
 
-def _curves(parts: PageParts, root: Path):
+def _curves(parts: PageParts):
     if not parts.curves:
         return None
-    figs = "".join(f"<figure>{_img(path, root, panel.title, pixels=False)}"
-                   f"<figcaption><b>{escape(panel.title)}</b> {escape(panel.subtitle)}</figcaption></figure>"
-                   for panel, path in parts.curves)
-    return _section("losses", "Loss curves per phase", f'<div class="grid" style="--min:360px">{figs}</div>',
+    figs = []
+    for panel, svg, legend in parts.curves:
+        keys = "".join(f'<span class="key"><i style="border-color:{colour}"{" class=dash" if dashed else ""}></i>'
+                       f"{escape(key)}</span>" for key, colour, dashed in legend)
+        figs.append(f'<figure class="chart"><h3>{escape(panel.title)} <small>{escape(panel.subtitle)}</small></h3>'
+                    f'{svg}<figcaption class="legend">{keys}</figcaption></figure>')
+    return _section("losses", "Loss curves per phase", f'<div class="grid" style="--min:420px">{"".join(figs)}</div>',
                     "from metrics.jsonl: faint lines are the logged means, bold lines a moving average", full=True)
 
 
@@ -199,7 +212,8 @@ def _samples(contents: RunContents, root: Path, wide: bool):
     if earlier:
         figs = "".join(f"<figure>{_img(path, root, f'samples at step {s}')}<figcaption>step {s}</figcaption></figure>"
                        for s, path in earlier)
-        body += f"<h3>Over time</h3><div class=\"grid\" style=\"--min:{400 if wide else 110}px\">{figs}</div>"
+        layout = 'class="grid" style="--min:400px"' if wide else 'class="strip"'  # small grids: one row
+        body += f"<h3>Over time</h3><div {layout}>{figs}</div>"
     return _section("samples", "Samples during training", body,
                     "the same prior draws (or test inputs) at every step, so the grids show progress", full=wide)
 
@@ -260,13 +274,13 @@ def render(contents: RunContents, parts: PageParts, name: str) -> str:
     wide = bool(contents.samples) and _is_wide(contents.samples[-1][1])
     sections = [s for s in (
         _summary(contents),
-        _curves(parts, root),
+        _curves(parts),
         _samples(contents, root, wide),
+        _latent(contents, root),  # beside the samples: both are tall
         _pictures(parts, root, "translations", "translations", "Translations",
                   "generated from the trained weights for this report", 460, full=True),
         _pictures(parts, root, "reconstructions", "reconstructions", "Reconstructions",
                   "test data and what the model makes of it", 360),
-        _latent(contents, root),
         _pictures(parts, root, "interpolations", "interpolations", "Interpolations", "", 360),
         _pictures(parts, root, "traversals", "traversals", "Code traversals",
                   "what each code controls, the rest held fixed", 360),
