@@ -105,7 +105,7 @@ def _assert_images_exist(run_dir: Path, page: _Page) -> None:
 
 def test_aae_report_has_the_sections_of_an_autoencoder_with_a_2d_latent(aae_run):
     page = parse(aae_run)
-    assert page.sections == ["summary", "losses", "samples", "reconstructions", "latent", "interpolations",
+    assert page.sections == ["summary", "losses", "samples", "latent", "reconstructions", "interpolations",
                              "graph", "run"]
     assert not page.refresh  # a finished run's page does not reload itself
     _assert_images_exist(aae_run, page)
