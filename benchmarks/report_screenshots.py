@@ -3,7 +3,7 @@
     python benchmarks/report_screenshots.py [--work DIR] [--quick] [--reuse]
 
 Trains ``specs/aae_uniform.yaml`` as shipped (3000 steps, about a minute on 2 CPU cores) and a
-shortened ``specs/cyclegan_thin2thick.yaml`` (1200 steps on 4096 training images, cycle error
+shortened ``specs/cyclegan_thin2thick.yaml`` (600 steps on 4096 training images, cycle error
 only; the full run and its judges are in docs/BENCHMARKS.md), writes their reports and saves
 the top 1280x2400 pixels of each page to docs/images/report_aae_uniform.png and
 docs/images/report_cyclegan.png. ``--quick`` trains a tenth as long (to try the script);
@@ -25,7 +25,7 @@ IMAGES = ROOT / "docs" / "images"
 
 def runs(quick: bool) -> dict[str, tuple[Path, list[str]]]:
     cut = 10 if quick else 1
-    steps = 1200 // cut
+    steps = 600 // cut
     return {
         "report_aae_uniform": (ROOT / "specs" / "aae_uniform.yaml",
                                [f"train.steps={3000 // cut}", f"train.sample_every={500 // cut}"]),

@@ -141,6 +141,16 @@ def test_lvmgraph_report_regenerates_the_page(aae_run, capsys):
     assert "reconstructions" in parse(aae_run).sections
 
 
+def test_report_of_a_run_without_a_checkpoint_shows_what_there_is(aae_run, tmp_path):
+    early = tmp_path / "early"
+    early.mkdir()
+    (early / "spec.yaml").write_text((aae_run / "spec.yaml").read_text())
+    rows = (aae_run / "metrics.jsonl").read_text().splitlines()[:3]
+    (early / "metrics.jsonl").write_text("\n".join(rows) + "\n")
+    assert api.report(early) == early / PAGE
+    assert parse(early).sections == ["summary", "losses", "graph", "run"]
+
+
 def test_a_report_that_cannot_be_written_warns_and_training_finishes(tmp_path):
     def block_report_folder(trainer):
         if trainer.step == 1:

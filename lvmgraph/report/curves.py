@@ -61,7 +61,7 @@ TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e37
          "#bcbd22", "#17becf"]
 TOTAL_COLOUR = "#4b5563"
 W, H = 560, 280
-LEFT, RIGHT, TOP, BOTTOM = 58, 16, 12, 34  # plot margins; RIGHT grows to hold a second axis
+LEFT, RIGHT, TOP, BOTTOM = 58, 26, 12, 34  # plot margins; RIGHT grows to hold a second axis
 
 
 def _column(rows: list[dict], key: str) -> np.ndarray:
@@ -87,6 +87,8 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
 
 
 def _label(v: float) -> str:
+    if v == int(v) and abs(v) >= 1000:
+        return f"{int(v):,}"  # step counts: 3,000 rather than 3e+03
     return f"{v:.3g}" if v != 0 else "0"
 
 

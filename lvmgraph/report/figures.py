@@ -14,6 +14,7 @@ All draws are seeded and taken in a forked RNG, so the figures never disturb tra
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,7 +148,8 @@ def interpolations(run, folder: Path, rows: int = 8) -> list[Picture]:
 def _range_of(prior, draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Where a traversal sweeps: the prior's bounds when it has them, else the 2nd to 98th percentile."""
     if hasattr(prior, "low") and hasattr(prior, "high"):
-        return torch.as_tensor(float(prior.low), device=draws.device), torch.as_tensor(float(prior.high), device=draws.device)
+        return (torch.as_tensor(float(prior.low), device=draws.device),
+                torch.as_tensor(float(prior.high), device=draws.device))
     flat = draws.reshape(draws.shape[0], -1)
     return torch.quantile(flat, 0.02, dim=0), torch.quantile(flat, 0.98, dim=0)
 
@@ -216,8 +218,8 @@ def translations(run, folder: Path, n: int = 16) -> list[Picture]:
         k = draws.shape[1] if draws.dim() == 2 else 0
         if not (_one_hot(draws) and k <= MAX_CATEGORIES):
             continue
-        rows = run.sweep(code, [torch.full((COLUMNS,), i, dtype=torch.long, device=exp.device) for i in range(k)], COLUMNS,
-                         seed=SEED, labels=[f"{code}={i}" for i in range(k)])
+        targets = [torch.full((COLUMNS,), i, dtype=torch.long, device=exp.device) for i in range(k)]
+        rows = run.sweep(code, targets, COLUMNS, seed=SEED, labels=[f"{code}={i}" for i in range(k)])
         path = _save_rows(exp, grid_rows(rows, list(rows)), folder / f"translations_{code}.png")
         out.append(Picture("translations", f"every value of {code}", path,
                            f"top: {sample.grid[0]}; then one row per {code} = 0 … {k - 1}, same inputs"))
@@ -228,5 +230,8 @@ def generate_all(run, folder: Path) -> list[Picture]:
     folder.mkdir(parents=True, exist_ok=True)
     pictures: list[Picture] = []
     for make in (translations, reconstructions, interpolations, traversals):
-        pictures += make(run, folder)
+        try:
+            pictures += make(run, folder)
+        except Exception as exc:  # noqa: BLE001 - one kind of picture failing leaves the rest of the page
+            warnings.warn(f"report: no {make.__name__} ({type(exc).__name__}: {exc})", stacklevel=2)
     return pictures

@@ -44,7 +44,8 @@ section.full { grid-column:1 / -1; }
 h2 { margin:0 0 10px; font-size:17px; font-weight:650; }
 h3 { margin:10px 0 6px; font-size:14px; font-weight:600; }
 .note { color:var(--muted); font-size:12.5px; margin:2px 0 8px; }
-.grid { display:grid; gap:14px; grid-template-columns:repeat(auto-fit,minmax(var(--min,300px),1fr)); align-items:start; }
+.grid { display:grid; gap:14px; align-items:start;
+        grid-template-columns:repeat(auto-fit,minmax(var(--min,300px),1fr)); }
 figure { margin:0; }
 .chart { border:1px solid var(--line); border-radius:8px; padding:8px 10px 6px; }
 .chart h3 { margin:0 0 2px; } .chart h3 small { color:var(--muted); font-weight:400; margin-left:6px; }
@@ -122,7 +123,9 @@ def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "?"
     seconds = int(seconds)
-    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m {seconds % 60:02d}s"
+    if seconds >= 3600:
+        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m {seconds % 60:02d}s"
 
 
 def status(contents: RunContents, parts: PageParts) -> str:
@@ -191,7 +194,7 @@ def _curves(parts: PageParts):
                        f"{escape(key)}</span>" for key, colour, dashed in legend)
         figs.append(f'<figure class="chart"><h3>{escape(panel.title)} <small>{escape(panel.subtitle)}</small></h3>'
                     f'{svg}<figcaption class="legend">{keys}</figcaption></figure>')
-    return _section("losses", "Loss curves per phase", f'<div class="grid" style="--min:420px">{"".join(figs)}</div>',
+    return _section("losses", "Loss curves per phase", f'<div class="grid" style="--min:360px">{"".join(figs)}</div>',
                     "from metrics.jsonl: faint lines are the logged means, bold lines a moving average", full=True)
 
 
@@ -262,8 +265,8 @@ def _run_info(contents: RunContents):
     if contents.checkpoints:
         info["checkpoints"] = ", ".join(f"step {s}" for s in contents.checkpoints)
     info["run directory"] = str(contents.run.path)
-    rows = "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(json.dumps(v) if isinstance(v, list) else str(v))}</td></tr>"
-                   for k, v in info.items())
+    rows = "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(json.dumps(v) if isinstance(v, list) else str(v))}"
+                   "</td></tr>" for k, v in info.items())
     spec = (f"<details><summary>spec.yaml (resolved, every default filled in)</summary>"
             f"<pre>{escape(contents.spec_text)}</pre></details>") if contents.spec_text else ""
     return _section("run", "Run", f"<table>{rows}</table>{spec}", full=True)
