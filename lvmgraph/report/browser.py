@@ -15,7 +15,7 @@ from pathlib import Path
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars", "--virtual-time-budget=10000"]
+         "--hide-scrollbars", "--run-all-compositor-stages-before-draw", "--virtual-time-budget=10000"]
 
 
 def find_chromium() -> str | None:

@@ -60,7 +60,7 @@ def smooth(y: np.ndarray, n_points: int) -> np.ndarray:
 TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
          "#bcbd22", "#17becf"]
 TOTAL_COLOUR = "#4b5563"
-W, H = 560, 280
+W, H = 440, 250
 LEFT, RIGHT, TOP, BOTTOM = 58, 26, 12, 34  # plot margins; RIGHT grows to hold a second axis
 
 
