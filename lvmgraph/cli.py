@@ -92,9 +92,9 @@ sample.grid names them (its first row). One input to every domain (StarGAN):
     v.add_argument("--no-dry-run", action="store_true", help="skip building modules and the tiny-batch dry run")
     add_set(v)
 
-    g = sub.add_parser("graph", help="print a spec's graph as Mermaid or Graphviz dot")
+    g = sub.add_parser("graph", help="print a spec's graph as Mermaid, Graphviz dot or an SVG picture")
     g.add_argument("spec")
-    g.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
+    g.add_argument("--format", choices=["mermaid", "dot", "svg"], default="mermaid")
 
     pl = sub.add_parser("plugins", help="list plugins and what they register")
     pl.add_argument("--kind", help="only this kind (component, prior, op, loss, dataset, metric, schedule, optimizer, spec)")
@@ -361,7 +361,8 @@ def cmd_graph(args) -> int:
     graph, problems = compile_graph(loaded, get_registry(), _data_fields(loaded))
     if any(p.severity == "error" for p in problems):
         raise SpecError(problems, file=args.spec)
-    render = to_mermaid if args.format == "mermaid" else to_dot
+    from .graph.svg import to_svg
+    render = {"mermaid": to_mermaid, "dot": to_dot, "svg": to_svg}[args.format]
     print(render(graph, loaded.spec.phases), end="")
     return EXIT_OK
 

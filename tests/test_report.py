@@ -235,6 +235,13 @@ def test_graph_svg_is_well_formed_and_marks_losses():
     assert titles["z"] == STYLE["value"][0]
 
 
+def test_lvmgraph_graph_prints_the_same_svg(capsys):
+    assert cli_main(["graph", str(ROOT / "specs" / "cyclegan_thin2thick.yaml"), "--format", "svg"]) == 0
+    root = ET.fromstring(capsys.readouterr().out)
+    names = {t.text.split(":")[0] for t in root.iter("{http://www.w3.org/2000/svg}title")}
+    assert {"g_ab", "g_ba", "x_ab", "x_aba", "cycle_a", "d_loss_b"} <= names
+
+
 # ----------------------------------------------------------------------------- in a browser
 
 chromium = pytest.mark.skipif(find_chromium() is None,
