@@ -16,6 +16,7 @@ import torch
 
 from .experiment import Experiment, generate_outputs, prepare
 from .graph.compile import ModelGraph
+from .report import during_training as report_during_training, try_write_report, write_report
 from .spec.load import LoadedSpec, load_spec
 from .train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from .train.rundir import RunDir
@@ -81,7 +82,7 @@ def train(path: str | Path, *, out: str | Path | None = None, overrides: Sequenc
     run.write_json("run.json", {"spec": str(path), "overrides": list(overrides), "started": time.time(),
                                 "device": str(exp.device), "torch": torch.__version__,
                                 "threads": torch.get_num_threads()})
-    trainer = Trainer(exp, run, progress=progress, callbacks=tuple(callbacks))
+    trainer = Trainer(exp, run, progress=progress, callbacks=(*callbacks, report_during_training(exp, run)))
     trainer.fit()
     _finish(exp, run, evaluate)
     return run
@@ -105,7 +106,7 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
     ckpt = latest_checkpoint(run.checkpoints)
     if ckpt is None:
         raise CheckpointError(f"{run.checkpoints}: no complete checkpoint to resume from")
-    trainer = Trainer(exp, run, progress=progress, callbacks=tuple(callbacks))
+    trainer = Trainer(exp, run, progress=progress, callbacks=(*callbacks, report_during_training(exp, run)))
     try:
         trainer.load_state_dict(load_checkpoint(ckpt, map_location=exp.device))
     except StateMismatch as exc:
@@ -131,6 +132,7 @@ def _finish(exp: Experiment, run: RunDir, evaluate: bool) -> None:
         from .eval.runner import evaluate as run_metrics
         results = run_metrics(exp)
         run.write_json("eval.json", {"step": _trained_steps(run), "results": results})
+    try_write_report(run, exp)  # after the evaluation, which it shows; a failure only warns
 
 
 def _trained_steps(run: RunDir) -> int | None:
@@ -286,6 +288,15 @@ def evaluator(dataset: str, *, device: str = "auto"):
     if bundle.info.get("kind") != "image":
         raise UnknownDataset(f"'{dataset}' is not an image dataset; evaluators are image classifiers")
     return evaluator_for(dataset, bundle, device=resolve_device(device))
+
+
+def report(run_dir: str | Path, *, device: str | None = None) -> Path:
+    """(Re)write ``RUN/report.html`` from the run directory and its newest checkpoint (without a
+    checkpoint yet: curves, sample grids and the graph, no generated pictures); returns its path."""
+    run = RunDir.open(run_dir)
+    if latest_checkpoint(run.checkpoints) is None:
+        return write_report(run, prepare(load_spec(run.spec_file), device=device, check=False), pictures=False)
+    return write_report(run, open_run(run_dir, device=device).experiment)
 
 
 def parse_given(items: Sequence[str], n: int | None = None, device="cpu", *,

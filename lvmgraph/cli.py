@@ -77,6 +77,10 @@ sample.grid names them (its first row). One input to every domain (StarGAN):
     e.add_argument("--metrics", help="comma-separated metric names (default: the spec's eval.metrics)")
     e.add_argument("--n", type=int, help="sample count for every metric that has an `n` setting")
 
+    rp = sub.add_parser("report", help="(re)write RUN/report.html: curves, samples, pictures, graph, evaluation")
+    rp.add_argument("run_dir")
+    rp.add_argument("--device", choices=["auto", "cpu", "cuda"])
+
     ev = sub.add_parser("evaluator", help="train or inspect the evaluator network of an image dataset")
     ev_sub = ev.add_subparsers(dest="evaluator_command", required=True)
     evt = ev_sub.add_parser("train", help="train (or load from the cache) the evaluator CNN of a dataset")
@@ -88,9 +92,9 @@ sample.grid names them (its first row). One input to every domain (StarGAN):
     v.add_argument("--no-dry-run", action="store_true", help="skip building modules and the tiny-batch dry run")
     add_set(v)
 
-    g = sub.add_parser("graph", help="print a spec's graph as Mermaid or Graphviz dot")
+    g = sub.add_parser("graph", help="print a spec's graph as Mermaid, Graphviz dot or an SVG picture")
     g.add_argument("spec")
-    g.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
+    g.add_argument("--format", choices=["mermaid", "dot", "svg"], default="mermaid")
 
     nw = sub.add_parser("new", help="write a starter plugin package or spec")
     nw_sub = nw.add_subparsers(dest="new_command", required=True)
@@ -287,6 +291,12 @@ def cmd_eval(args) -> int:
     return EXIT_OK
 
 
+def cmd_report(args) -> int:
+    from . import api
+    print(f"wrote {api.report(args.run_dir, device=args.device)}")
+    return EXIT_OK
+
+
 def cmd_evaluator(args) -> int:
     from . import api
     print(json.dumps(api.evaluator(args.dataset, device=args.device).describe(), indent=2, default=str))
@@ -316,7 +326,8 @@ def cmd_graph(args) -> int:
     from . import api
     from .graph.render import to_dot, to_mermaid
     loaded, graph = api.compile_spec(args.spec)
-    render = to_mermaid if args.format == "mermaid" else to_dot
+    from .graph.svg import to_svg
+    render = {"mermaid": to_mermaid, "dot": to_dot, "svg": to_svg}[args.format]
     print(render(graph, loaded.spec.phases), end="")
     return EXIT_OK
 
@@ -403,7 +414,7 @@ def cmd_docs(args) -> int:
 
 _COMMANDS = {"run": cmd_run, "resume": cmd_resume, "sample": cmd_sample, "eval": cmd_eval,
              "evaluator": cmd_evaluator, "validate": cmd_validate, "graph": cmd_graph, "plugins": cmd_plugins,
-             "docs": cmd_docs, "new": cmd_new}
+             "report": cmd_report, "docs": cmd_docs, "new": cmd_new}
 
 if __name__ == "__main__":
     sys.exit(main())
