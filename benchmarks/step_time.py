@@ -271,17 +271,21 @@ def machine() -> dict:
 
 def table(record: dict) -> str:
     m = record["machine"]
-    lines = ["| spec | batch | lvmgraph ms | plain ms | DataLoader ms | lvmgraph / plain | DataLoader / plain |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| spec | batch | lvmgraph ms | plain ms | DataLoader ms | **lvmgraph / plain** | DataLoader / plain "
+             "| wall-clock: lvmgraph / plain | wall-clock: DataLoader / plain |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, r in record["cases"].items():
-        ms, ratio = r["median_ms"], r["ratio"]
+        ms, ratio, wall = r["median_ms"], r["ratio"], r["wall_ratio"]
         lines.append(f"| `{name}` | {r['batch_size']} | {ms['lvmgraph']:.2f} | {ms['plain']:.2f} | "
-                     f"{ms['dataloader']:.2f} | **{ratio['lvmgraph/plain']:.3f}** | {ratio['dataloader/plain']:.3f} |")
+                     f"{ms['dataloader']:.2f} | **{ratio['lvmgraph/plain']:.3f}** | {ratio['dataloader/plain']:.3f} "
+                     f"| {wall['lvmgraph/plain']:.3f} | {wall['dataloader/plain']:.3f} |")
     steps = ", ".join(f"{r['steps']}" for r in record["cases"].values())
-    lines += ["", f"Median of {steps} timed steps per variant (after {record['warmup']} warm-up steps), the "
-                  f"variants interleaved; measured {record['measured']} at commit {record['commit']} on "
-                  f"{m['cpu']}, {m['cores']} cores, {m['threads']} torch thread(s), torch {m['torch']}, "
-                  f"Python {m['python']}; 1-minute load average {m['load_avg_1min']} at the start"
+    lines += ["", f"Median CPU time of one step (the process's user + system time; one thread) over {steps} "
+                  f"timed steps per variant after {record['warmup']} warm-up steps, the variants interleaved; "
+                  f"measured {record['measured']} at commit {record['commit']} on {m['cpu']}, {m['cores']} cores, "
+                  f"{m['threads']} torch thread(s), torch {m['torch']}, Python {m['python']}; 1-minute load "
+                  f"average {m['load_avg_1min']} at the start"
+                  + (f" ({', '.join(record['overrides'])} for lvmgraph)" if record.get("overrides") else "")
                   + (f". {record['note']}" if record.get("note") else ".")]
     return "\n".join(lines)
 

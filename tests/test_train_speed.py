@@ -118,3 +118,31 @@ def test_weighted_sum_equals_the_plain_sum_in_value_and_gradient():
         assert torch.equal(g, w)
     single = a.sum()
     assert weighted_sum([(1.0, single)]) is single  # one term of weight 1: no extra node at all
+
+
+def test_fp16_grad_scaler_state_round_trips_so_a_resumed_run_equals_an_uninterrupted_one():
+    spec = ROOT / "specs" / "aae_uniform.yaml"
+    sets = [*FAST, "data.batch_size=32", "train.precision=fp16"]
+    whole = Trainer(prepare(lg.load(spec, sets), device="cpu"))
+    for _ in range(4):
+        whole.train_step()
+
+    first = Trainer(prepare(lg.load(spec, sets), device="cpu"))
+    for _ in range(2):
+        first.train_step()
+    state = first.state_dict()
+    assert all(s["scale"] > 0 for s in state["scalers"])  # a GradScaler per phase, its scale saved
+    first.scalers[0].update(new_scale=1.0)  # the state must come from the checkpoint, not from memory
+    resumed = Trainer(prepare(lg.load(spec, [*sets, "seed=99"]), device="cpu"))  # other initial weights
+    resumed.load_state_dict(state)
+    assert [s.get_scale() for s in resumed.scalers] == [s["scale"] for s in state["scalers"]]
+    for _ in range(2):
+        resumed.train_step()
+    a, b = whole.exp.modules.state_dict(), resumed.exp.modules.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_finite_check_also_takes_tensors_the_fused_kernel_refuses():
+    ints = [torch.tensor([1, 2]), torch.tensor([3.0])]
+    assert not any_non_finite(ints)
+    assert any_non_finite([torch.tensor([1, 2]), torch.tensor([float("nan")])])

@@ -25,15 +25,9 @@ def any_non_finite(tensors: list[torch.Tensor]) -> bool:
     tensor costs several passes and a temporary each (a tenth of a small model's step)."""
     if not tensors:
         return False
-    by_device: dict[torch.device, list[torch.Tensor]] = {}
-    for t in tensors:
-        by_device.setdefault(t.device, []).append(t)
-    found = []
-    for device, group in by_device.items():
-        flag = torch.zeros(1, device=device)
-        if all(t.is_floating_point() and not t.is_sparse for t in group):
-            torch._amp_foreach_non_finite_check_and_unscale_(group, flag, torch.ones(1, device=device))
-        else:
-            flag += torch.stack([~torch.isfinite(t).all() for t in group]).any()
-        found.append(flag.cpu())
-    return bool(torch.cat(found).any())
+    found = torch.zeros(1, device=tensors[0].device)
+    try:
+        torch._amp_foreach_non_finite_check_and_unscale_(tensors, found, torch.ones(1, device=found.device))
+    except RuntimeError:  # tensors on several devices, sparse or not floating point: one by one
+        return any(not bool(torch.isfinite(t).all()) for t in tensors)
+    return bool(found)
