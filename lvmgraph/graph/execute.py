@@ -217,8 +217,9 @@ class _Context:
         """Compute ``name`` as ``later`` will need it (with gradients into what it updates), cache it
         for that run, and return it detached for this one (None if it cannot be detached)."""
         ex = self.ex
-        waking = [p for c in ex.graph.component_deps.get(name, ()) if c in later.updated for p in ex._params[c]]
-        for p in waking:  # frozen by this phase's set_trainable; they are not updated before `later`
+        waking = [p for c in ex.graph.component_deps.get(name, ()) if c in later.updated for p in ex._params[c]
+                  if not p.requires_grad]  # frozen by this phase's set_trainable; not updated before `later`
+        for p in waking:
             p.requires_grad_(True)
         try:
             value = _Context(ex, later.updated, later, {}, True, grad=True).value(name)
