@@ -15,7 +15,9 @@ For each case (a shipped spec), one training step is run
 All three do the same arithmetic: before timing, the script runs a few steps of each from the
 same weights and seed and checks that they produce the same losses. Each step is timed on its
 own after a warm-up; the variants take turns in short blocks (A B C A B C ...) so that load from
-other processes falls on all three alike, and the figure is the median. The ratios
+other processes falls on all three alike. The figure is the median CPU time of a step (process
+time; with one thread it is the step's own work, which other processes inflate far less than the
+wall-clock time, also recorded). The ratios
 lvmgraph/plain and dataloader/plain go to ``benchmarks/results/step_time.json`` and to the table
 in docs/BENCHMARKS.md (between the ``step_time.py`` markers), with the machine they ran on.
 """
