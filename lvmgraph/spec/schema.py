@@ -117,6 +117,13 @@ class TrainSpec(Strict):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when available, else CPU")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast precision for the forward passes")
     threads: int | None = Field(None, gt=0, description="torch CPU threads (fix it for bit-exact resume across machines)")
+    compile: bool = Field(False, description="torch.compile every component that has parameters (inductor: C++ "
+                                             "kernels on CPU, Triton on CUDA); each phase's first step compiles, "
+                                             "later steps run fused kernels. Losses match eager up to float "
+                                             "rounding; checkpoints are interchangeable with eager runs")
+    channels_last: bool = Field(False, description="keep image batches and convolution weights in channels-last "
+                                                   "memory layout, which oneDNN / cuDNN convolutions prefer "
+                                                   "(same values, different strides)")
     progress: bool = Field(True, description="show a progress bar")
     ema: dict[str, float] = Field(default_factory=dict,
                                   description="exponential moving averages of component weights used for sampling "

@@ -22,11 +22,14 @@ from torch import nn
 
 from ..data.loader import IndexBatcher
 from ..experiment import Experiment
+from ..graph.execute import PhaseRun
 from ..spec.errors import SpecError
 from .checkpoint import save_checkpoint
 from .exactness import compare, conditions
 from .logging import Loggers, LossMeter
+from .numerics import any_non_finite, weighted_sum
 from .rundir import RunDir
+from .speed import batch_channels_last, compile_components, modules_channels_last
 from .stages import Growable, StagePlan
 from .state import StateMismatch, TrainingState
 
@@ -110,6 +113,10 @@ class Trainer:
         self.callbacks = list(callbacks)
         if self.train_cfg.threads:
             torch.set_num_threads(self.train_cfg.threads)
+        if self.train_cfg.channels_last:
+            modules_channels_last(exp.modules, *exp.ema.values())
+        if self.train_cfg.compile:
+            compile_components(exp.modules)
         self.executor = exp.executor()
         self.plan: StagePlan | None = None
         self.stage_index = 0
@@ -306,10 +313,10 @@ class Trainer:
         opt.zero_grad(set_to_none=True)
         terms = phase.terms
         with self._autocast():
-            values = ex.evaluate(list(terms), updated=frozenset(phase.update), token=object())
+            values = ex.evaluate(list(terms), updated=frozenset(phase.update), token=ex.claim_run(terms, phase.update))
             with torch.no_grad():
                 watched = ex.evaluate(phase.log, updated=frozenset(phase.update)) if phase.log else {}
-        loss = sum(self._weight(w) * values[t].float() for t, w in terms.items())
+        loss = weighted_sum((self._weight(w), values[t].float()) for t, w in terms.items())
         if not torch.isfinite(loss):
             bad = {t: float(values[t].detach()) for t in terms}
             return self._non_finite(opt, f"step {ex.step}, phase '{phase.label}': loss is not finite ({bad})")
@@ -318,7 +325,7 @@ class Trainer:
         else:
             loss.backward()
             # (with fp16 the GradScaler skips steps with Inf gradients itself, by design)
-            bad_grads = self._non_finite_gradients(phase.update)
+            bad_grads = self._non_finite_gradients(phase.update, opt)
             if bad_grads:
                 return self._non_finite(opt, f"step {ex.step}, phase '{phase.label}': the gradient of "
                                              f"{', '.join(bad_grads)} is not finite (loss {float(loss.detach()):.4g})")
@@ -346,13 +353,13 @@ class Trainer:
             self.meter.add(phase.label, loss)
         return loss
 
-    def _non_finite_gradients(self, components) -> list[str]:
-        """The components whose gradients hold a NaN or Inf: one host sync per phase in the common
-        (all finite) case, the per-component search only when something is wrong."""
-        grads = {c: [p.grad for p in self.exp.modules[c].parameters() if p.grad is not None] for c in components}
-        flags = [torch.isfinite(g).all() for gs in grads.values() for g in gs]
-        if not flags or torch.stack(flags).all():
+    def _non_finite_gradients(self, components, opt: torch.optim.Optimizer) -> list[str]:
+        """The components whose gradients hold a NaN or Inf: one fused check of the gradients the
+        optimizer would apply in the common (all finite) case, the per-component search only when
+        something is wrong."""
+        if not any_non_finite([p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]):
             return []
+        grads = {c: [p.grad for p in self.exp.modules[c].parameters() if p.grad is not None] for c in components}
         return [c for c, gs in grads.items() if any(not torch.isfinite(g).all() for g in gs)]
 
     def _non_finite(self, opt: torch.optim.Optimizer, what: str) -> None:
@@ -380,19 +387,29 @@ class Trainer:
             for ba, bl in zip(avg.buffers(), live.buffers()):
                 ba.copy_(bl)
 
+    def _next_batch(self) -> dict:
+        batch = self.loader.next()
+        return batch_channels_last(batch) if self.train_cfg.channels_last else batch
+
     def train_step(self) -> None:
         step = self.step
         if self.plan is not None:
             self._apply_stage(step)
             self.meter.add("stage/resolution", torch.tensor(float(self.plan.resolution_at(step))))
             self.meter.add("stage/alpha", torch.tensor(self.plan.alpha_at(step)))
-        self.executor.begin(self.loader.next(), step)
+        # the step's phase runs, grouped by the batch they use: each extra critic iteration sees a
+        # fresh batch, as in WGAN; the executor is told a batch's runs so it can share values between them
+        batches: list[list[tuple[int, object]]] = [[]]
         for i, phase in enumerate(self.spec.phases):
             if step % phase.every:
                 continue
             for r in range(phase.repeat):
-                if r > 0:  # each extra critic iteration sees a fresh batch, as in WGAN
-                    self.executor.begin(self.loader.next(), step)
+                if r > 0:
+                    batches.append([])
+                batches[-1].append((i, phase))
+        for runs in batches:
+            self.executor.begin(self._next_batch(), step, [PhaseRun(phase.terms, phase.update) for _, phase in runs])
+            for i, phase in runs:
                 self.run_phase(i, phase)
         self.step = step + 1
 
