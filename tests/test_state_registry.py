@@ -250,10 +250,10 @@ def test_compare_sorts_each_difference_into_refusal_warning_or_nothing():
     saved = conds()
     assert compare(saved, spec_conds("train.steps=999", "train.log_every=7", "eval.samples=3")) == ([], [])
     refusals, warnings = compare(saved, spec_conds("components.encoder.hidden=[32]", "phases.0.update=[decoder]",
-                                                   "phases.1.optimizer.type=sgd"))
+                                                   "phases.0.optimizer.type=sgd"))
     assert refusals == ["components.encoder.hidden changed from [16] to [32]",
                         'phases.0 update changed from ["encoder", "decoder"] to ["decoder"]',
-                        'phases.1 optimizer type changed from "adam" to "sgd"']
+                        'phases.0 optimizer type changed from "adam" to "sgd"']
     refusals, warnings = compare(saved, spec_conds("phases.0.optimizer.lr=0.01", "phases.1.repeat=2", "seed=3"))
     assert refusals == []
     assert warnings == ["phases.0.optimizer.lr changed from 0.001 to 0.01", "phases.1.repeat changed from 1 to 2",
