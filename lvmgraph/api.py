@@ -14,8 +14,9 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .experiment import Experiment, generate_outputs, prepare
+from .experiment import Experiment, generate_outputs, prepare, resolve_device
 from .spec.load import LoadedSpec, load_spec
+from .train import distributed
 from .train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from .train.rundir import RunDir
 from .train.trainer import Trainer, load_ema
@@ -38,22 +39,29 @@ def train(path: str | Path, *, out: str | Path | None = None, overrides: Sequenc
     """Train a spec into a new run directory and return it.
 
     Spec warnings (e.g. an unused component) go to ``on_warning`` (default: printed to stderr).
+    Under torchrun every process calls this; rank 0 alone writes the run directory (docs/DISTRIBUTED.md)
+    and every rank returns it.
     """
-    if out is not None:
+    main = distributed.launched_rank() == 0
+    if out is not None and main:
         RunDir.check_new(out)  # refuse before spending time on data and a dry run
     loaded = load_spec(path, overrides)
+    replicas = distributed.setup(resolve_device(device or loaded.spec.train.device))
     exp = prepare(loaded, device=device)
-    for problem in exp.warnings:
-        (on_warning or _print_warning)(problem.render(with_file=True))
-    run = RunDir.create(loaded.spec.name, out)
-    run.write_spec(loaded.resolved(), str(path))
-    run.write_json("run.json", {"spec": str(path), "overrides": list(overrides), "started": time.time(),
-                                "device": str(exp.device), "torch": torch.__version__,
-                                "threads": torch.get_num_threads()})
+    run = None
+    if main:
+        for problem in exp.warnings:
+            (on_warning or _print_warning)(problem.render(with_file=True))
+        run = RunDir.create(loaded.spec.name, out)
+        run.write_spec(loaded.resolved(), str(path))
+        run.write_json("run.json", {"spec": str(path), "overrides": list(overrides), "started": time.time(),
+                                    "device": str(exp.device), "torch": torch.__version__,
+                                    "threads": torch.get_num_threads(), "processes": replicas.world})
     trainer = Trainer(exp, run, progress=progress, callbacks=tuple(callbacks))
     trainer.fit()
-    _finish(exp, run, evaluate)
-    return run
+    if main:
+        _finish(exp, run, evaluate)
+    return RunDir(replicas.broadcast(str(run.path) if main else None)) if replicas.active else run
 
 
 def _print_warning(text: str) -> None:
@@ -65,18 +73,21 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
     """Continue a run from its newest good checkpoint (``overrides`` e.g. ``train.steps=4000``)."""
     run = RunDir.open(run_dir)
     loaded = load_spec(run.spec_file, overrides)
+    replicas = distributed.setup(resolve_device(device or loaded.spec.train.device))
     exp = prepare(loaded, device=device, check=False)
-    ckpt = latest_checkpoint(run.checkpoints)
+    ckpt = latest_checkpoint(run.checkpoints)  # (every rank reads the run directory; rank 0 writes it)
     if ckpt is None:
         raise CheckpointError(f"{run.checkpoints}: no complete checkpoint to resume from")
-    trainer = Trainer(exp, run, progress=progress, callbacks=tuple(callbacks))
+    trainer = Trainer(exp, run if replicas.is_main else None, progress=progress, callbacks=tuple(callbacks))
     trainer.load_state_dict(load_checkpoint(ckpt, map_location=exp.device))
-    # a non-empty meter means the row at the checkpoint's step (if any) was an off-schedule last row
-    run.truncate_metrics(trainer.step, keep_at_step=not trainer.meter.counts)
-    if overrides:
-        run.write_spec(loaded.resolved(), f"{run.spec_file} with --set {' '.join(overrides)}")
+    if replicas.is_main:
+        # a non-empty meter means the row at the checkpoint's step (if any) was an off-schedule last row
+        run.truncate_metrics(trainer.step, keep_at_step=not trainer.meter.counts)
+        if overrides:
+            run.write_spec(loaded.resolved(), f"{run.spec_file} with --set {' '.join(overrides)}")
     trainer.fit()
-    _finish(exp, run, evaluate)
+    if replicas.is_main:
+        _finish(exp, run, evaluate)
     return run
 
 

@@ -9,12 +9,18 @@ A spec with ``stages:`` (progressive growing) also has a stage plan: before each
 trainer hands the stage's resolution and fade-in alpha to every component that grows (see
 ``Growable``), sets the stage's batch size, and when a stage starts adds the parameters it brings
 to the optimizers of the phases that update the component, with fresh optimizer state.
+
+Under torchrun (several processes, ``self.replicas``; see ``distributed``) each process takes its
+slice of the global batch, gradients are averaged before every optimizer step, decisions are
+agreed between the processes, and only rank 0 writes the run directory.
 """
 from __future__ import annotations
 
 import contextlib
 import random
+import sys
 import time
+import warnings
 from typing import Callable
 
 import torch
@@ -23,6 +29,7 @@ from torch import nn
 from ..data.loader import IndexBatcher
 from ..experiment import Experiment
 from ..spec.errors import SpecError
+from . import distributed
 from .checkpoint import save_checkpoint
 from .logging import LossMeter, TensorBoardWriter
 from .rundir import RunDir
@@ -104,7 +111,8 @@ class Trainer:
         self.run = run
         self.spec = exp.spec
         self.train_cfg = exp.spec.train
-        self.progress = self.train_cfg.progress if progress is None else progress
+        self.replicas = distributed.current()
+        self.progress = (self.train_cfg.progress if progress is None else progress) and self.replicas.is_main
         self.callbacks = list(callbacks)
         if self.train_cfg.threads:
             torch.set_num_threads(self.train_cfg.threads)
@@ -122,7 +130,13 @@ class Trainer:
                         for _ in self.optimizers]
         data = self.spec.data
         self.loader = IndexBatcher(exp.data.train, batch_size=data.batch_size, device=exp.device,
-                                   seed=self.spec.seed, shuffle=data.shuffle, drop_last=data.drop_last)
+                                   seed=self.spec.seed, shuffle=data.shuffle, drop_last=data.drop_last,
+                                   rank=self.replicas.rank, world=self.replicas.world)
+        # every rank checkpoints together (each sends its RNG state) when rank 0 has a run directory
+        self.saving = self.replicas.broadcast(run is not None)
+        if self.replicas.active:  # start from rank 0's weights; draw per-rank noise from here on
+            self.replicas.sync_modules([*exp.modules.values(), *exp.ema.values()])
+            self.replicas.seed_rank(self.spec.seed)
         self.meter = LossMeter()
         self.step = 0
         self.tb: TensorBoardWriter | None = None
@@ -223,6 +237,30 @@ class Trainer:
         self.meter.load_state_dict(state["meter"])
         self.skipped = int(state.get("skipped", 0))  # (checkpoints before train.nonfinite had none)
         set_rng_state(state["rng"])
+        self._load_replica_state(state.get("replicas"))
+
+    def _replica_state(self) -> dict:
+        """What differs between ranks and exact resume needs: RNG streams and open log intervals."""
+        return {"rng": rng_state(), "meter": self.meter.state_dict(),
+                "digest": self.replicas.digest([*self.exp.modules.values(), *self.exp.ema.values()])}
+
+    def _load_replica_state(self, saved: dict | None) -> None:
+        """Each rank resumes its own RNG stream and log interval when the checkpoint was written by as
+        many processes as there are now; otherwise the run continues, but not exactly."""
+        ranks = saved["ranks"] if saved else None
+        world = len(ranks) if ranks else 1
+        if world == self.replicas.world:
+            if ranks:
+                set_rng_state(ranks[self.replicas.rank]["rng"])
+                self.meter.load_state_dict(ranks[self.replicas.rank]["meter"])
+            return
+        if self.replicas.is_main:
+            print(f"warning: the checkpoint at step {self.step} was written by {world} process(es), this run has "
+                  f"{self.replicas.world}: training continues with the same data order, but not exactly as "
+                  "the original run would have (other batch slices and random draws)", file=sys.stderr)
+        else:
+            self.meter = LossMeter()
+        self.replicas.seed_rank(self.spec.seed, self.step)
 
     def _load_stage(self, state: dict) -> None:
         """Re-enter the checkpoint's stages so the optimizers have its param groups, refusing a stage
@@ -242,11 +280,21 @@ class Trainer:
             self._enter_stage(self.stage_index + 1)
 
     def save(self) -> None:
+        if not self.saving:
+            return
+        ranks = self.replicas.all_gather(self._replica_state()) if self.replicas.active else None
+        if ranks and len({r["digest"] for r in ranks}) > 1:  # (a bug, or non-deterministic hardware)
+            warnings.warn(f"step {self.step}: the replicas' weights differ between processes; "
+                          "rank 0's are copied to every process", stacklevel=2)
+            self.replicas.sync_modules([*self.exp.modules.values(), *self.exp.ema.values()])
         if self.run is not None:
             cfg = self.train_cfg
             # only a value logged at this very step describes these weights; otherwise no metric
             metric = self.last_losses.get(cfg.best) if cfg.best and self.logged_at == self.step else None
-            save_checkpoint(self.run.checkpoints, self.step, self.state_dict(), keep=cfg.keep_checkpoints,
+            state = self.state_dict()
+            if ranks:
+                state["replicas"] = {"ranks": ranks}
+            save_checkpoint(self.run.checkpoints, self.step, state, keep=cfg.keep_checkpoints,
                             metric=metric, mode=cfg.best_mode)
 
     # ---- one step ----------------------------------------------------------
@@ -274,13 +322,17 @@ class Trainer:
             with torch.no_grad():
                 watched = ex.evaluate(phase.log, updated=frozenset(phase.update)) if phase.log else {}
         loss = sum(self._weight(w) * values[t].float() for t, w in terms.items())
-        if not torch.isfinite(loss):
+        if not self.replicas.all_true(bool(torch.isfinite(loss))):  # every rank skips or raises together
             bad = {t: float(values[t].detach()) for t in terms}
-            return self._non_finite(opt, f"step {ex.step}, phase '{phase.label}': loss is not finite ({bad})")
+            where = f" on process {self.replicas.rank}" if self.replicas.active else ""
+            return self._non_finite(opt, f"step {ex.step}, phase '{phase.label}': loss is not finite{where} ({bad})")
         if scaler is not None:
             scaler.scale(loss).backward()
         else:
             loss.backward()
+        if self.replicas.active:
+            self.replicas.average_gradients(p for c in phase.update for p in self.exp.modules[c].parameters())
+        if scaler is None:
             # (with fp16 the GradScaler skips steps with Inf gradients itself, by design)
             bad_grads = self._non_finite_gradients(phase.update)
             if bad_grads:
@@ -358,6 +410,7 @@ class Trainer:
                 if r > 0:  # each extra critic iteration sees a fresh batch, as in WGAN
                     self.executor.begin(self.loader.next(), step)
                 self.run_phase(i, phase)
+        self.replicas.sync_buffers([*self.exp.modules.values(), *self.exp.ema.values()])
         self.step = step + 1
 
     # ---- the loop ------------------------------------------------------------
@@ -406,19 +459,20 @@ class Trainer:
                 saved_at = self.step
             for cb in self.callbacks:
                 cb(self)
-            if stop and self.step < total:
+            if self.step < total and self.replicas.any_true(bool(stop)):  # a signal to one rank stops all
                 # the step is complete: checkpoint it (the open log interval is part of the
                 # state), so a resume continues exactly as an uninterrupted run would
-                if saved_at != self.step and self.run is not None:
+                if saved_at != self.step:
                     self.save()
-                raise TrainingStopped(self.step, stop[0], saved=self.run is not None)
-        if self.step == first_step and self.meter.counts:
+                raise TrainingStopped(self.step, stop[0] if stop else "SIGTERM (to another process)",
+                                      saved=self.saving)
+        if self.step == first_step and self.replicas.any_true(bool(self.meter.counts)):
             self._log(time.perf_counter() - started, bar, peek=True)  # resumed at the end: rewrite the last row
-        if saved_at != self.step and self.run is not None:
+        if saved_at != self.step:
             self.save()  # resuming at the end (steps unchanged) still leaves a checkpoint
 
     def _log(self, elapsed: float, bar, peek: bool = False) -> None:
-        values = self.meter.peek() if peek else self.meter.flush()
+        values = self.replicas.mean_values(self.meter.peek() if peek else self.meter.flush())
         if not values:
             return
         self.last_losses, self.logged_at = values, self.step
