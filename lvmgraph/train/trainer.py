@@ -322,9 +322,11 @@ class Trainer:
             with torch.no_grad():
                 watched = ex.evaluate(phase.log, updated=frozenset(phase.update)) if phase.log else {}
         loss = sum(self._weight(w) * values[t].float() for t, w in terms.items())
-        if not self.replicas.all_true(bool(torch.isfinite(loss))):  # every rank skips or raises together
+        finite = bool(torch.isfinite(loss))
+        if not self.replicas.all_true(finite):  # every rank skips or raises together
             bad = {t: float(values[t].detach()) for t in terms}
-            where = f" on process {self.replicas.rank}" if self.replicas.active else ""
+            where = "" if not self.replicas.active else (
+                f" on process {self.replicas.rank}" if not finite else " on another process")
             return self._non_finite(opt, f"step {ex.step}, phase '{phase.label}': loss is not finite{where} ({bad})")
         if scaler is not None:
             scaler.scale(loss).backward()
