@@ -42,11 +42,11 @@ def train(path: str | Path, *, out: str | Path | None = None, overrides: Sequenc
     Under torchrun every process calls this; rank 0 alone writes the run directory (docs/DISTRIBUTED.md)
     and every rank returns it.
     """
-    main = distributed.launched_rank() == 0
-    if out is not None and main:
+    if out is not None and distributed.launched_main():
         RunDir.check_new(out)  # refuse before spending time on data and a dry run
     loaded = load_spec(path, overrides)
     replicas = distributed.setup(resolve_device(device or loaded.spec.train.device))
+    main = replicas.is_main
     exp = prepare(loaded, device=device)
     run = None
     if main:

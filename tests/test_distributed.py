@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -113,6 +115,10 @@ def runs(tmp_path_factory):
                      "--no-eval", "--quiet"], root),
         "nan": torchrun("run", root / "nan.yaml", "--out", root / "nan", "--no-eval", "--quiet", cwd=root),
     }
+    # a long run, stopped below by a SIGTERM to one of its processes (through `--nproc`, whose exit code is 75)
+    procs["stop"] = start([sys.executable, "-m", "lvmgraph", "run", AAE, "--nproc", "2", "--out", root / "stop",
+                           "--no-eval", "--quiet", *set_args([*AAE_SET, "train.steps=1000000", "train.log_every=1",
+                                                              "train.checkpoint_every=1000000"])], root)
     if FASHION_MNIST.is_dir():
         procs["dcgan"] = torchrun("run", DCGAN, "--out", root / "dcgan2", "--no-eval", "--quiet",
                                   *set_args(DCGAN_SET), cwd=root)
@@ -126,6 +132,7 @@ def runs(tmp_path_factory):
             continue
         one[f"{name}_2b"] = final_weights(lg.train(spec, out=root / f"{name}_2b", evaluate=False, overrides=overrides).path)
         one[f"{name}_2b_other_draws"] = other_draws(spec, overrides)
+    stop_one_process(procs["stop"], root / "stop" / "metrics.jsonl")
     done = {name: finish(p) for name, p in procs.items()}
     ok(done["aae"])
     made = list((root / "aae" / "runs").iterdir())
@@ -137,6 +144,19 @@ def runs(tmp_path_factory):
     shutil.rmtree(resumed / "checkpoints" / "step_00000008")
     done["resume"] = finish(torchrun("resume", resumed, "--quiet", cwd=root))
     return {"root": root, "done": done, "one": one, "aae2": aae2, "resumed": resumed}
+
+
+def stop_one_process(launcher: subprocess.Popen, metrics: Path) -> None:
+    """Once the run has logged a step, SIGTERM to the process of rank 1 only (a child of the launcher)."""
+    deadline = time.monotonic() + TIMEOUT
+    while not (metrics.exists() and metrics.read_text().strip()):
+        assert launcher.poll() is None and time.monotonic() < deadline, "the run to stop did not start"
+        time.sleep(0.5)
+    children = Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text().split()
+    ranks = {int(pid): Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") for pid in children}
+    rank1 = [pid for pid, env in ranks.items() if b"RANK=1" in env]
+    assert len(rank1) == 1, ranks
+    os.kill(rank1[0], signal.SIGTERM)
 
 
 def final(run_dir: Path) -> dict:
@@ -270,6 +290,21 @@ def test_a_non_finite_loss_on_one_process_is_skipped_by_both(runs):
     assert len(digests) == 1
     rows = lg.RunDir(runs["root"] / "nan").read_metrics()
     assert sum(r.get("nonfinite_skipped", 0) for r in rows) > 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the worker processes in /proc")
+def test_a_stop_signal_to_one_process_stops_both_after_the_same_step(runs):
+    """SIGTERM reached rank 1 only: both processes finish the same step, rank 0 checkpoints it,
+    and the launcher exits with 75; resuming would continue from there."""
+    result = runs["done"]["stop"]
+    assert result.returncode == 75, result.stderr[-3000:]
+    found = re.search(r"SIGTERM received: stopped after step (\d+); a checkpoint was saved", result.stderr)
+    assert found, result.stderr[-3000:]
+    step = int(found.group(1))
+    checkpoints = list_checkpoints(runs["root"] / "stop" / "checkpoints")
+    assert [p.name for p in checkpoints] == [f"step_{step:08d}"]
+    state = load_checkpoint(checkpoints[0])
+    assert state["step"] == step and len({r["digest"] for r in state["replicas"]["ranks"]}) == 1
 
 
 # ---- the pieces, in this process -----------------------------------------------------------------------

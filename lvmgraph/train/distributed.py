@@ -41,13 +41,14 @@ from torch import nn
 BUCKET_BYTES = 25 * 2 ** 20  # DDP's default bucket size
 
 
-def launched_rank() -> int:
-    """This process's rank as the launcher (torchrun) set it, before any process group exists."""
-    return int(os.environ.get("RANK", "0"))
-
-
 def launched_world() -> int:
+    """The number of processes the launcher (torchrun) started; 1 without a launcher."""
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def launched_main() -> bool:
+    """Whether this process will be rank 0, known before any process group exists."""
+    return launched_world() <= 1 or int(os.environ.get("RANK", "0")) == 0
 
 
 class Replicas:
@@ -88,6 +89,12 @@ class Replicas:
             return bool(flag)
         import torch.distributed as dist
         return self._reduce_flag(flag, dist.ReduceOp.MAX)
+
+    def barrier(self) -> None:
+        """Wait until every rank is here (e.g. rank 0 has committed the checkpoint of a stop)."""
+        if self.active:
+            import torch.distributed as dist
+            dist.barrier()
 
     def broadcast(self, obj):
         """Rank 0's ``obj`` on every rank (any picklable value)."""
@@ -249,16 +256,16 @@ def shutdown() -> None:
 def launch(nproc: int, argv: Sequence[str]) -> int:
     """``lvmgraph run --nproc N ...``: run the same command in N local processes under torchrun's
     elastic agent (``--standalone``: a free local port, one node). Returns the exit code of the
-    lowest rank that failed (e.g. 75 for a stop by SIGTERM), else 0."""
+    lowest rank that exited with an error code (e.g. 75 for a stop by SIGTERM; torchrun ends the
+    other processes by a signal once one has exited), 1 if all were killed, else 0."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
     args = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "lvmgraph", *argv])
     try:
         run(args)
     except ChildFailedError as exc:
-        failures = sorted(exc.failures.items())
-        code = failures[0][1].exitcode if failures else 1
-        return code if code > 0 else 1
+        codes = [failure.exitcode for _, failure in sorted(exc.failures.items())]
+        return next((code for code in codes if code > 0), 1)
     return 0
 
 

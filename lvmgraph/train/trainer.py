@@ -466,6 +466,7 @@ class Trainer:
                 # state), so a resume continues exactly as an uninterrupted run would
                 if saved_at != self.step:
                     self.save()
+                self.replicas.barrier()  # no process exits (torchrun then ends the others) before the save
                 raise TrainingStopped(self.step, stop[0] if stop else "SIGTERM (to another process)",
                                       saved=self.saving)
         if self.step == first_step and self.replicas.any_true(bool(self.meter.counts)):
