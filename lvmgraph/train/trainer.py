@@ -51,10 +51,12 @@ class TrainingStopped(Exception):
 
 
 @contextlib.contextmanager
-def stop_requests(on_signal):
+def stop_requests(on_signal, *, second_sigint_interrupts: bool = True):
     """While training: SIGTERM and a first SIGINT call ``on_signal(name)`` instead of killing the
-    process mid-step (a second SIGINT interrupts at once). Only the main thread may install signal
-    handlers; elsewhere (a notebook worker thread) nothing is installed."""
+    process mid-step (a second SIGINT interrupts at once, unless ``second_sigint_interrupts`` is
+    off: under torchrun, which forwards the terminal's Ctrl-C to processes that already got it).
+    Only the main thread may install signal handlers; elsewhere (a notebook worker thread) nothing
+    is installed."""
     import signal
     import threading
     if threading.current_thread() is not threading.main_thread():
@@ -66,7 +68,7 @@ def stop_requests(on_signal):
 
     def handler(signum, frame):
         name = signal.Signals(signum).name
-        if signum == signal.SIGINT:
+        if signum == signal.SIGINT and second_sigint_interrupts:
             signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C: stop now
         on_signal(name)
 
@@ -430,7 +432,7 @@ class Trainer:
         started = time.perf_counter()
         stop: list[str] = []  # the signal that asked training to stop, if any
         try:
-            with stop_requests(stop.append):
+            with stop_requests(stop.append, second_sigint_interrupts=not self.replicas.active):
                 self._loop(total, cfg, sample_every, bar, started, stop)
         finally:
             self.executor.trainable_all()
