@@ -469,7 +469,7 @@ class Trainer:
                 if saved_at != self.step:
                     self.save()
                 self.replicas.barrier()  # no process exits (torchrun then ends the others) before the save
-                raise TrainingStopped(self.step, stop[0] if stop else "SIGTERM (to another process)",
+                raise TrainingStopped(self.step, stop[0] if stop else "another process's signal",
                                       saved=self.saving)
         if self.step == first_step and self.replicas.any_true(bool(self.meter.counts)):
             self._log(time.perf_counter() - started, bar, peek=True)  # resumed at the end: rewrite the last row
