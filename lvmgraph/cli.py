@@ -110,6 +110,9 @@ sample.grid names them (its first row). One input to every domain (StarGAN):
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
+    if getattr(args, "nproc", 1) < 1:
+        print(f"error: --nproc {args.nproc}: give the number of processes, 1 or more", file=sys.stderr)
+        return EXIT_SPEC
     if getattr(args, "nproc", 1) > 1 and "WORLD_SIZE" not in os.environ:  # (not yet under torchrun)
         from .train.distributed import launch, without_nproc
         return launch(args.nproc, without_nproc(argv))

@@ -22,6 +22,7 @@ import torch
 from helpers import assert_same
 
 import lvmgraph.api as lg
+from lvmgraph.cli import main as cli_main
 from lvmgraph.data.loader import IndexBatcher
 from lvmgraph.train.checkpoint import list_checkpoints, load_checkpoint
 from lvmgraph.train.distributed import Replicas, without_nproc
@@ -341,6 +342,11 @@ def test_one_process_replicas_do_nothing():
     assert not r.active and r.is_main
     assert r.all_true(True) and not r.all_true(False) and r.any_true(True) and not r.any_true(False)
     assert r.mean_values({"a": 1.5}) == {"a": 1.5} and r.all_gather(3) == [3] and r.broadcast(4) == 4
+
+
+def test_nproc_below_one_is_refused(capsys):
+    assert cli_main(["run", str(AAE), "--nproc", "0"]) == 2
+    assert "--nproc 0: give the number of processes" in capsys.readouterr().err
 
 
 def test_nproc_is_dropped_from_the_command_each_process_runs():
