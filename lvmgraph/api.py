@@ -59,9 +59,11 @@ def train(path: str | Path, *, out: str | Path | None = None, overrides: Sequenc
                                     "threads": torch.get_num_threads(), "processes": replicas.world})
     trainer = Trainer(exp, run, progress=progress, callbacks=tuple(callbacks))
     trainer.fit()
+    if replicas.active:  # every rank learns the path; then the others leave while rank 0 evaluates
+        run = RunDir(replicas.broadcast(str(run.path) if main else None))
     if main:
         _finish(exp, run, evaluate)
-    return RunDir(replicas.broadcast(str(run.path) if main else None)) if replicas.active else run
+    return run
 
 
 def _print_warning(text: str) -> None:
