@@ -159,8 +159,13 @@ def stop_one_process(launcher: subprocess.Popen, metrics: Path) -> None:
     while not (metrics.exists() and metrics.read_text().strip()):
         assert launcher.poll() is None and time.monotonic() < deadline, "the run to stop did not start"
         time.sleep(0.5)
-    children = Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text().split()
-    ranks = {int(pid): Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") for pid in children}
+    ranks = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:  # "pid (comm) state ppid ...": the launcher's children are the workers
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == launcher.pid:
+                ranks[int(stat.parent.name)] = (stat.parent / "environ").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue  # a process that ended meanwhile
     rank1 = [pid for pid, env in ranks.items() if b"RANK=1" in env]
     assert len(rank1) == 1, ranks
     os.kill(rank1[0], signal.SIGTERM)
