@@ -8,13 +8,13 @@ gradients of the components the phase updates are averaged across ranks before t
 step, so every rank takes the same step and the replicas stay bit-identical.
 
 Why not ``DistributedDataParallel`` around each component: DDP's reducer expects, per backward,
-a gradient for every parameter it registered, and sees only calls through ``forward``. Phases
-here freeze the components they do not update (their calls still run), call components through
-methods (``prior.sample``, ``encoder.encode``), leave parts of a component without a gradient
-(a growing generator's later stages, an unused head), hand whole components to ops (gradient
-penalties call the critic themselves) and call one component several times per phase. Each of
-these needs ``find_unused_parameters`` or breaks DDP outright. Averaging the updated components'
-gradients once the phase's backward is done is what DDP computes, for any phase: the
+a gradient for every parameter it registered, and reduces only what flows through ``forward``.
+Specs call components through methods (``prior.sample``, ``encoder.encode``: gradients never
+reduced), leave parts of a component without a gradient in a phase (a growing generator's later
+stages, an unused head: ``find_unused_parameters`` or an error at the next step), and hand whole
+components to ops (a gradient penalty calls the critic itself; the op would get the wrapper, not
+the component). Averaging the updated components' gradients once the phase's backward is done
+is what DDP computes, for any phase (frozen components, several calls, double backward): the
 gradient of the mean loss over the global batch (ranks have equal batch sizes and losses are
 batch means). The price is no overlap of communication with the backward pass; the gradients go
 in few large flat buckets (``BUCKET_BYTES``), all launched before the first is waited on.
