@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 hookimpl = pluggy.HookimplMarker("lvmgraph")
 
 from .modules import Params, Prior, ShapeMismatch, check_shape  # noqa: E402
-from .data.base import DatasetBundle, DatasetUnavailable  # noqa: E402
+from .data.base import DatasetBundle, DataSettingError, DatasetUnavailable  # noqa: E402
 
 __all__ = ["hookimpl", "Params", "Prior", "ShapeMismatch", "check_shape",
-           "DatasetBundle", "DatasetUnavailable", "__version__"]
+           "DatasetBundle", "DataSettingError", "DatasetUnavailable", "__version__"]

@@ -15,22 +15,54 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .experiment import Experiment, generate_outputs, prepare, resolve_device
+from .graph.compile import ModelGraph
+from .report import during_training as report_during_training, try_write_report, write_report
 from .spec.load import LoadedSpec, load_spec
 from .train import distributed
 from .train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from .train.rundir import RunDir
+from .train.state import StateMismatch
 from .train.trainer import Trainer, load_ema
 
 
 def load(path: str | Path, overrides: Sequence[str] = ()) -> LoadedSpec:
-    """Read and validate a spec file (structure and plugin settings)."""
-    return load_spec(path, overrides)
+    """Read and validate a spec file (structure and plugin settings); raises SpecError listing every
+    problem. ``validate`` goes further: graph, modules and a dry run."""
+    loaded = load_spec(path, overrides)
+    loaded.raise_if_errors()
+    return loaded
 
 
 def validate(path: str | Path, overrides: Sequence[str] = (), *, device: str | None = None) -> Experiment:
     """Full validation: load, compile, build and dry-run. Raises SpecError listing every problem."""
     loaded = load_spec(path, overrides)
     return prepare(loaded, device=device)
+
+
+def build(path: str | Path, overrides: Sequence[str] = (), *, device: str | None = None) -> Experiment:
+    """The experiment untrained: data loaded, graph compiled, components built (seeded) on the
+    device, as ``validate`` but without the dry run. ``exp.modules[name]`` is each component."""
+    return prepare(load_spec(path, overrides), device=device, check=False)
+
+
+def compile_spec(path: str | Path, overrides: Sequence[str] = ()) -> tuple[LoadedSpec, ModelGraph]:
+    """Load and compile a spec without loading its data or building modules: the quick structural
+    check (keys, types, names, cycles, phases) of ``lvmgraph validate --no-dry-run``, and the graph
+    ``lvmgraph graph`` draws. Raises SpecError listing every problem."""
+    from .graph.compile import compile_graph
+    from .plugins import get_registry
+    loaded = load_spec(path, overrides)
+    graph, problems = compile_graph(loaded, get_registry(), _data_fields(loaded))
+    loaded.problems += problems
+    loaded.raise_if_errors()
+    return loaded, graph
+
+
+def _data_fields(loaded: LoadedSpec) -> tuple:
+    """The dataset's field names without loading it (a dataset may declare ``fields=`` when registered)."""
+    from .plugins import get_registry
+    entry = get_registry().get("dataset", loaded.spec.data.dataset)
+    return tuple(entry.options.get("fields", ("x", "y"))) if entry else ("x", "y")
 
 
 def train(path: str | Path, *, out: str | Path | None = None, overrides: Sequence[str] = (),
@@ -57,7 +89,8 @@ def train(path: str | Path, *, out: str | Path | None = None, overrides: Sequenc
         run.write_json("run.json", {"spec": str(path), "overrides": list(overrides), "started": time.time(),
                                     "device": str(exp.device), "torch": torch.__version__,
                                     "threads": torch.get_num_threads(), "processes": replicas.world})
-    trainer = Trainer(exp, run, progress=progress, callbacks=tuple(callbacks))
+    reporting = (report_during_training(exp, run),) if main else ()
+    trainer = Trainer(exp, run, progress=progress, callbacks=(*callbacks, *reporting))
     trainer.fit()
     if replicas.active:  # every rank learns the path; then the others leave while rank 0 evaluates
         run = RunDir(replicas.broadcast(str(run.path) if main else None))
@@ -71,8 +104,13 @@ def _print_warning(text: str) -> None:
 
 
 def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool | None = None,
-           evaluate: bool = True, callbacks=(), device: str | None = None) -> RunDir:
-    """Continue a run from its newest good checkpoint (``overrides`` e.g. ``train.steps=4000``)."""
+           evaluate: bool = True, callbacks=(), device: str | None = None,
+           on_warning: Callable[[str], None] | None = None) -> RunDir:
+    """Continue a run from its newest good checkpoint (``overrides`` e.g. ``train.steps=4000``).
+
+    A resume that cannot continue exactly is refused (``StateMismatch``: the model or its phases
+    changed) or warned about, one line per reason to ``on_warning`` (default: stderr); the reasons
+    are recorded in the run's run.json under ``resumes``."""
     run = RunDir.open(run_dir)
     loaded = load_spec(run.spec_file, overrides)
     replicas = distributed.setup(resolve_device(device or loaded.spec.train.device))
@@ -80,9 +118,19 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
     ckpt = latest_checkpoint(run.checkpoints)  # (every rank reads the run directory; rank 0 writes it)
     if ckpt is None:
         raise CheckpointError(f"{run.checkpoints}: no complete checkpoint to resume from")
-    trainer = Trainer(exp, run if replicas.is_main else None, progress=progress, callbacks=tuple(callbacks))
-    trainer.load_state_dict(load_checkpoint(ckpt, map_location=exp.device))
-    if replicas.is_main:
+    main = replicas.is_main
+    reporting = (report_during_training(exp, run),) if main else ()
+    trainer = Trainer(exp, run if main else None, progress=progress, callbacks=(*callbacks, *reporting))
+    try:
+        trainer.load_state_dict(load_checkpoint(ckpt, map_location=exp.device))
+    except StateMismatch as exc:
+        raise StateMismatch(f"{ckpt}: cannot resume: {exc}") from None
+    if main:
+        for reason in trainer.resume_warnings:  # one line per reason the run will not continue bit for bit
+            (on_warning or _print_warning)(f"warning: the resume of {run.path} at step {trainer.step} is not exact: {reason}")
+        run.record_resume({"step": trainer.step, "checkpoint": ckpt.name, "overrides": list(overrides), "time": time.time(),
+                           "device": str(exp.device), "torch": str(torch.__version__), "threads": torch.get_num_threads(),
+                           "not_exact": list(trainer.resume_warnings)})
         # a non-empty meter means the row at the checkpoint's step (if any) was an off-schedule last row
         run.truncate_metrics(trainer.step, keep_at_step=not trainer.meter.counts)
         if overrides:
@@ -100,6 +148,7 @@ def _finish(exp: Experiment, run: RunDir, evaluate: bool) -> None:
         from .eval.runner import evaluate as run_metrics
         results = run_metrics(exp)
         run.write_json("eval.json", {"step": _trained_steps(run), "results": results})
+    try_write_report(run, exp)  # after the evaluation, which it shows; a failure only warns
 
 
 def _trained_steps(run: RunDir) -> int | None:
@@ -176,12 +225,48 @@ class Run:
             rows[label] = out[spec.output]
         return rows
 
-    def evaluate(self, metrics: list[tuple[str, dict]] | None = None, write: bool = True) -> dict:
+    def evaluate(self, metrics: Sequence[str | tuple[str, dict]] | None = None, write: bool = True, *,
+                 n: int | None = None) -> dict:
+        """Run metrics and return {result name: {value name: number}}; ``write`` saves RUN/eval.json.
+
+        ``metrics``: None for the spec's ``eval.metrics``; names, each a result name of the spec's
+        entries (``as:``) or a metric name (the spec's entries of that metric, else its default
+        settings); or ``(metric, settings)`` pairs. ``n`` sets the sample count of every chosen
+        metric that has an ``n`` setting.
+        """
         from .eval.runner import evaluate as run_metrics
-        results = run_metrics(self.experiment, metrics)
+        items = self.experiment.spec.eval.items()
+        if metrics is not None:
+            chosen = []
+            for m in metrics:
+                chosen += select_metrics(items, [m]) if isinstance(m, str) else [(m[0], dict(m[1]))]
+            items = chosen
+        if n is not None:
+            items = [(name, _with_n(name, settings, n, self.experiment.registry)) for name, settings in items]
+        results = run_metrics(self.experiment, items)
         if write:
             self.run.write_json("eval.json", {"step": self.step, "results": results})
         return results
+
+
+def select_metrics(items: list[tuple[str, dict]], wanted: Sequence[str]) -> list[tuple[str, dict]]:
+    """Metric entries by name (``lvmgraph eval --metrics a,b``): each a result name of the spec's
+    entries (``as:``), or a metric name (all the spec's entries of that metric; with its default
+    settings when the spec has none)."""
+    from .spec.schema import RESULT_NAME_KEY
+    out = []
+    for want in wanted:
+        chosen = [(name, settings) for name, settings in items if settings.get(RESULT_NAME_KEY, name) == want]
+        chosen = chosen or [(name, settings) for name, settings in items if name == want]
+        out += chosen or [(want, {})]
+    return out
+
+
+def _with_n(metric: str, settings: dict, n: int, registry) -> dict:
+    entry = registry.get("metric", metric)
+    if entry is not None and entry.params is not None and "n" in entry.params.model_fields:
+        return {**settings, "n": n}
+    return settings
 
 
 def open_run(run_dir: str | Path, *, device: str | None = None) -> Run:
@@ -197,6 +282,37 @@ def open_run(run_dir: str | Path, *, device: str | None = None) -> Run:
     load_ema(exp, state)
     exp.modules.eval()
     return Run(run, exp, int(state["step"]))
+
+
+class UnknownDataset(ValueError):
+    """A dataset name nothing registered; the message says the closest registered name."""
+
+
+def evaluator(dataset: str, *, device: str = "auto"):
+    """The evaluator CNN of a registered image dataset (``lvmgraph evaluator train``): loaded from
+    the cache, or trained and cached on a miss. ``describe()`` gives its accuracy and cache entry."""
+    from .eval.evaluator import evaluator_for
+    from .experiment import resolve_device
+    from .plugins import get_registry
+    from .plugins.registry import did_you_mean
+    registry = get_registry()
+    entry = registry.get("dataset", dataset)
+    if entry is None:
+        match = did_you_mean(dataset, registry.names("dataset"))
+        raise UnknownDataset(f"unknown dataset '{dataset}'" + (f"; did you mean '{match}'?" if match else ""))
+    bundle = entry.factory()
+    if bundle.info.get("kind") != "image":
+        raise UnknownDataset(f"'{dataset}' is not an image dataset; evaluators are image classifiers")
+    return evaluator_for(dataset, bundle, device=resolve_device(device))
+
+
+def report(run_dir: str | Path, *, device: str | None = None) -> Path:
+    """(Re)write ``RUN/report.html`` from the run directory and its newest checkpoint (without a
+    checkpoint yet: curves, sample grids and the graph, no generated pictures); returns its path."""
+    run = RunDir.open(run_dir)
+    if latest_checkpoint(run.checkpoints) is None:
+        return write_report(run, prepare(load_spec(run.spec_file), device=device, check=False), pictures=False)
+    return write_report(run, open_run(run_dir, device=device).experiment)
 
 
 def parse_given(items: Sequence[str], n: int | None = None, device="cpu", *,

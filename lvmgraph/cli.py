@@ -85,6 +85,10 @@ sample.grid names them (its first row). One input to every domain (StarGAN):
     e.add_argument("--metrics", help="comma-separated metric names (default: the spec's eval.metrics)")
     e.add_argument("--n", type=int, help="sample count for every metric that has an `n` setting")
 
+    rp = sub.add_parser("report", help="(re)write RUN/report.html: curves, samples, pictures, graph, evaluation")
+    rp.add_argument("run_dir")
+    rp.add_argument("--device", choices=["auto", "cpu", "cuda"])
+
     ev = sub.add_parser("evaluator", help="train or inspect the evaluator network of an image dataset")
     ev_sub = ev.add_subparsers(dest="evaluator_command", required=True)
     evt = ev_sub.add_parser("train", help="train (or load from the cache) the evaluator CNN of a dataset")
@@ -96,14 +100,30 @@ sample.grid names them (its first row). One input to every domain (StarGAN):
     v.add_argument("--no-dry-run", action="store_true", help="skip building modules and the tiny-batch dry run")
     add_set(v)
 
-    g = sub.add_parser("graph", help="print a spec's graph as Mermaid or Graphviz dot")
+    g = sub.add_parser("graph", help="print a spec's graph as Mermaid, Graphviz dot or an SVG picture")
     g.add_argument("spec")
-    g.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
+    g.add_argument("--format", choices=["mermaid", "dot", "svg"], default="mermaid")
+
+    nw = sub.add_parser("new", help="write a starter plugin package or spec")
+    nw_sub = nw.add_subparsers(dest="new_command", required=True)
+    nwp = nw_sub.add_parser("plugin", help="a plugin package (pyproject entry point, a component, a spec, "
+                                           "tests that pass as written)")
+    nwp.add_argument("name", help="the Python package name, e.g. lvmgraph_blocks")
+    nwp.add_argument("--dir", default=".", help="where to create the package folder (default: here)")
+    nws = nw_sub.add_parser("spec", help="a spec that extends a family's registered template")
+    nws.add_argument("--family", required=True, help="a family with a template (`lvmgraph plugins --kind spec`)")
+    nws.add_argument("file", help="the new spec file (its name becomes the spec's name)")
 
     pl = sub.add_parser("plugins", help="list plugins and what they register")
-    pl.add_argument("--kind", help="only this kind (component, prior, op, loss, dataset, metric, schedule, optimizer, spec)")
+    pl.add_argument("--kind", help="only this kind (component, prior, op, loss, dataset, metric, schedule, optimizer, spec, logger)")
     pl.add_argument("--detail", metavar="NAME", help="settings of one registered item or all items of one plugin")
     pl.add_argument("--json", action="store_true")
+
+    d = sub.add_parser("docs", help="write the reference docs (docs/reference/*.md) from the code")
+    d.add_argument("--out", default="docs/reference", help="folder of the pages (default docs/reference)")
+    d.add_argument("--check", action="store_true", help="write nothing; exit 1 naming each page that is out of date")
+    d.add_argument("--all-plugins", action="store_true",
+                   help="document every installed plugin, not only those that ship with lvmgraph")
     return p
 
 
@@ -123,13 +143,15 @@ def main(argv=None) -> int:
     from .eval.given import GivenError
     from .eval.runner import ResultNameClash, UnknownMetric, UnknownValue
     from .train.trainer import TrainingStopped
+    from .api import UnknownDataset
+    from .scaffold import ScaffoldError
     try:
         return _COMMANDS[args.command](args)
     except SpecError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_SPEC
     except (RunDirError, CheckpointError, FileNotFoundError, UnknownMetric, UnknownValue,
-            InceptionUnavailable, GivenError, ResultNameClash) as exc:  # the message says how to fix it: a traceback adds nothing
+            InceptionUnavailable, GivenError, ResultNameClash, UnknownDataset, ScaffoldError) as exc:  # the message says how to fix it: a traceback adds nothing
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_SPEC
     except BrokenPipeError:  # `lvmgraph plugins --json | head`
@@ -284,69 +306,36 @@ def cmd_eval(args) -> int:
     from . import api
     from .eval.runner import format_table
     run = api.open_run(args.run_dir)
-    metrics = None
-    if args.metrics:
-        metrics = _select_metrics(run.experiment.spec.eval.items(),
-                                  [m.strip() for m in args.metrics.split(",") if m.strip()])
-    if args.n is not None:
-        metrics = [(name, _with_n(name, settings, args.n))
-                   for name, settings in (metrics if metrics is not None else run.experiment.spec.eval.items())]
-    results = run.evaluate(metrics)
+    names = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    results = run.evaluate(names, n=args.n)
     print(format_table(results))
     print(f"wrote {run.run.eval_file}")
     return EXIT_OK
 
 
-def _select_metrics(items: list[tuple[str, dict]], wanted: list[str]) -> list[tuple[str, dict]]:
-    """``--metrics a,b``: each a result name of the spec's eval entries (``as:``), or a metric name
-    (all the spec's entries of that metric; with its default settings when the spec has none)."""
-    from .spec.schema import RESULT_NAME_KEY
-    out = []
-    for want in wanted:
-        chosen = [(name, settings) for name, settings in items if settings.get(RESULT_NAME_KEY, name) == want]
-        chosen = chosen or [(name, settings) for name, settings in items if name == want]
-        out += chosen or [(want, {})]
-    return out
+def cmd_report(args) -> int:
+    from . import api
+    print(f"wrote {api.report(args.run_dir, device=args.device)}")
+    return EXIT_OK
 
 
 def cmd_evaluator(args) -> int:
-    from .experiment import resolve_device
-    from .eval.evaluator import evaluator_for
-    from .plugins import get_registry
-    from .plugins.registry import did_you_mean
-    registry = get_registry()
-    entry = registry.get("dataset", args.dataset)
-    if entry is None:
-        match = did_you_mean(args.dataset, registry.names("dataset"))
-        print(f"error: unknown dataset '{args.dataset}'" + (f"; did you mean '{match}'?" if match else ""),
-              file=sys.stderr)
-        return EXIT_SPEC
-    bundle = entry.factory()
-    if bundle.info.get("kind") != "image":
-        print(f"error: '{args.dataset}' is not an image dataset; evaluators are image classifiers", file=sys.stderr)
-        return EXIT_SPEC
-    ev = evaluator_for(args.dataset, bundle, device=resolve_device(args.device))
-    print(json.dumps(ev.describe(), indent=2, default=str))
+    from . import api
+    print(json.dumps(api.evaluator(args.dataset, device=args.device).describe(), indent=2, default=str))
     return EXIT_OK
 
 
 def cmd_validate(args) -> int:
-    from .experiment import prepare
+    from . import api
     from .spec.errors import SpecError
-    from .spec.load import load_spec
     failed = 0
     for path in args.specs:
         try:
-            loaded = load_spec(path, args.overrides)
             if args.no_dry_run:
-                from .graph.compile import compile_graph
-                from .plugins import get_registry
-                _, problems = compile_graph(loaded, get_registry(), _data_fields(loaded))
-                loaded.problems += problems
-                loaded.raise_if_errors()
+                api.compile_spec(path, args.overrides)
                 print(f"{path}: ok (structure only)")
                 continue
-            exp = prepare(loaded)
+            exp = api.validate(path, args.overrides)
             _print_warnings(exp)
             print(f"{path}: ok")
         except SpecError as exc:
@@ -355,31 +344,36 @@ def cmd_validate(args) -> int:
     return EXIT_SPEC if failed else EXIT_OK
 
 
-def _data_fields(loaded) -> tuple:
-    """The dataset's field names without loading it (a dataset may declare ``fields=`` when registered)."""
-    from .plugins import get_registry
-    entry = get_registry().get("dataset", loaded.spec.data.dataset)
-    return tuple(entry.options.get("fields", ("x", "y"))) if entry else ("x", "y")
-
-
 def cmd_graph(args) -> int:
-    from .graph.compile import compile_graph
+    from . import api
     from .graph.render import to_dot, to_mermaid
-    from .plugins import get_registry
-    from .spec.errors import SpecError
-    from .spec.load import load_spec
-    loaded = load_spec(args.spec)
-    loaded.raise_if_errors()
-    graph, problems = compile_graph(loaded, get_registry(), _data_fields(loaded))
-    if any(p.severity == "error" for p in problems):
-        raise SpecError(problems, file=args.spec)
-    render = to_mermaid if args.format == "mermaid" else to_dot
+    loaded, graph = api.compile_spec(args.spec)
+    from .graph.svg import to_svg
+    render = {"mermaid": to_mermaid, "dot": to_dot, "svg": to_svg}[args.format]
     print(render(graph, loaded.spec.phases), end="")
+    return EXIT_OK
+
+
+def cmd_new(args) -> int:
+    from .scaffold import new_plugin, new_spec
+    if args.new_command == "spec":
+        path = new_spec(args.family, args.file)
+        print(f"wrote {path}\ncheck it: lvmgraph validate {path}\nrun it:   lvmgraph run {path}")
+        return EXIT_OK
+    written = new_plugin(args.name, args.dir)
+    root = Path(args.dir) / args.name
+    print(f"wrote the plugin package {root}:")
+    for path in written:
+        print(f"  {path}")
+    spec = next(p for p in written if p.suffix == ".yaml")
+    print(f"next:\n  cd {root} && pip install -e . && python -m pytest\n"
+          f"  lvmgraph run {spec.relative_to(root)}")
     return EXIT_OK
 
 
 def cmd_plugins(args) -> int:
     from .plugins import build_registry, make_plugin_manager
+    from .plugins.describe import describe_entry
     from .plugins.manager import plugin_listing
     pm = make_plugin_manager()
     registry = build_registry(pm)
@@ -394,7 +388,7 @@ def cmd_plugins(args) -> int:
             print(f"nothing registered as '{args.detail}'" + (f"; did you mean '{match}'?" if match else ""),
                   file=sys.stderr)
             return EXIT_SPEC
-        out = [_describe(e) for e in entries]
+        out = [describe_entry(e) for e in entries]
         if args.json:
             print(json.dumps(out, indent=2, default=str))
         else:
@@ -422,39 +416,27 @@ def cmd_plugins(args) -> int:
     return EXIT_OK
 
 
-def _type_name(annotation) -> str:
-    """A readable type for ``plugins --detail``: Literal choices spelled out, Annotated unwrapped,
-    containers with their items (``list[int]``), unions with ``|``."""
-    import types
-    import typing
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is typing.Literal:
-        return " | ".join(repr(a) for a in args)
-    if origin is typing.Annotated:
-        return _type_name(args[0])
-    if origin is typing.Union or origin is types.UnionType:
-        return " | ".join(_type_name(a) for a in args)
-    if annotation is type(None):
-        return "None"
-    if origin is not None and args:
-        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(_type_name(a) for a in args)}]"
-    return getattr(annotation, "__name__", str(annotation)).replace("typing.", "")
-
-
-def _describe(entry) -> dict:
-    settings = {}
-    if entry.params is not None:
-        for name, f in entry.params.model_fields.items():
-            required = f.is_required()
-            settings[name] = {"type": _type_name(f.annotation), "required": required,
-                              # get_default also resolves default_factory (f.default is then PydanticUndefined)
-                              "default": None if required else f.get_default(call_default_factory=True),
-                              "description": f.description or ""}
-    return {"kind": entry.kind, "name": entry.name, "plugin": entry.plugin, "doc": entry.doc, "settings": settings}
+def cmd_docs(args) -> int:
+    from .reference import generate, stale, write
+    pages = generate(all_plugins=args.all_plugins)
+    if not args.check:
+        write(pages, args.out)
+        print(f"wrote {len(pages)} pages to {args.out}")
+        return EXIT_OK
+    problems = stale(pages, args.out)
+    for path, why in problems:
+        print(f"{path}: {why}", file=sys.stderr)
+    if problems:
+        flag = " --all-plugins" if args.all_plugins else ""
+        print(f"regenerate with: lvmgraph docs --out {args.out}{flag}", file=sys.stderr)
+        return EXIT_FAIL
+    print(f"{args.out}: {len(pages)} pages up to date")
+    return EXIT_OK
 
 
 _COMMANDS = {"run": cmd_run, "resume": cmd_resume, "sample": cmd_sample, "eval": cmd_eval,
-             "evaluator": cmd_evaluator, "validate": cmd_validate, "graph": cmd_graph, "plugins": cmd_plugins}
+             "evaluator": cmd_evaluator, "validate": cmd_validate, "graph": cmd_graph, "plugins": cmd_plugins,
+             "report": cmd_report, "docs": cmd_docs, "new": cmd_new}
 
 if __name__ == "__main__":
     sys.exit(main())

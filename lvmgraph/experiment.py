@@ -10,10 +10,12 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+import networkx as nx
 import torch
 from torch import nn
 
-from .data.base import DatasetBundle, DatasetUnavailable
+from .data.base import DatasetBundle, DataSettingError, DatasetUnavailable
+from .data.fit import data_misfit
 from .graph.compile import ComponentCall, ModelGraph, compile_graph, walk
 from .graph.execute import Executor, GraphEvalError
 from .modules import Components, Prior
@@ -79,10 +81,13 @@ def load_data(loaded: LoadedSpec, registry: Registry) -> DatasetBundle:
         bundle = entry.factory(**settings)
     except DatasetUnavailable as exc:
         raise SpecError([loaded.source.problem(str(exc), ("data", "dataset"))], file=loaded.path) from None
+    except DataSettingError as exc:
+        raise SpecError([loaded.source.problem(str(exc), ("data", exc.setting))], file=loaded.path) from None
     return bundle
 
 
 def build_modules(loaded: LoadedSpec, registry: Registry, problems: list[Problem]) -> nn.ModuleDict:
+    from .train.state import hidden_state, hidden_state_message  # (train imports this module)
     modules = Components()
     for name, entry in loaded.spec.components.items():
         reg = registry.get("component", entry.type)
@@ -100,6 +105,10 @@ def build_modules(loaded: LoadedSpec, registry: Registry, problems: list[Problem
         if reg.kind == "prior" and not isinstance(module, Prior):
             problems.append(loaded.source.problem(f"prior '{entry.type}' does not subclass lvmgraph.Prior",
                                                   ("components", name)))
+        hidden = hidden_state(module)
+        if hidden:  # a checkpoint would lose it: refuse now, not at the first resume
+            problems.append(loaded.source.problem(hidden_state_message(name, module, hidden), ("components", name)))
+            continue
         modules[name] = module
     return modules
 
@@ -144,13 +153,19 @@ def dry_run(exp: Experiment) -> list[Problem]:
     with torch.random.fork_rng(devices=[]):
         ex.begin(batch, 0)
         for value in graph.order:
-            if any(p in failed for p in graph.g.predecessors(value)):
+            if value in failed or any(p in failed for p in graph.g.predecessors(value)):
                 failed.add(value)
                 continue
             try:
                 ex.evaluate([value], updated=frozenset(graph.component_deps[value]), token=object(), use_cache=False)
             except GraphEvalError as exc:
                 failed.add(value)
+                misfit = data_misfit(exp, value, exc.cause)
+                if misfit is not None:  # the data's images do not fit: say which data setting to change
+                    field, problem = misfit
+                    problems.append(problem)
+                    failed.update(nx.descendants(graph.g, field))  # their failures would only repeat it
+                    continue
                 problems.append(loaded.source.problem(f"{exc.source} fails on a batch of {n}: {exc.cause}",
                                                       ("graph", value)))
             except Exception as exc:  # noqa: BLE001

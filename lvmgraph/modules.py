@@ -18,7 +18,21 @@ class Params(BaseModel):
 
 
 class ShapeMismatch(ValueError):
-    """A component received an input whose per-sample shape is not the one it was built for."""
+    """A component received an input whose per-sample shape is not the one it was built for.
+
+    Raised by ``check_shape`` it also carries ``expected`` and ``got`` (per-sample shapes) and
+    ``setting`` (the component's key that sets ``expected``); the executor adds ``component``, the
+    spec name of the component called. The dry run uses them to tell a user whose data does not
+    fit the components which data setting to change (``lvmgraph.data.fit``).
+    """
+
+    def __init__(self, message: str, *, expected: Sequence[int] | None = None, got: Sequence[int] | None = None,
+                 setting: str | None = None):
+        super().__init__(message)
+        self.expected = tuple(expected) if expected is not None else None
+        self.got = tuple(got) if got is not None else None
+        self.setting = setting
+        self.component: str | None = None
 
 
 def check_shape(x: torch.Tensor, expected: Sequence[int], *, what: str, setting: str) -> None:
@@ -29,7 +43,7 @@ def check_shape(x: torch.Tensor, expected: Sequence[int], *, what: str, setting:
         raise ShapeMismatch(
             f"{what} expects inputs of shape (batch, {', '.join(map(str, expected))}) "
             f"but got (batch, {', '.join(map(str, got))}); change `{setting}` to {list(got)} "
-            f"or feed it a value of the right shape")
+            f"or feed it a value of the right shape", expected=expected, got=got, setting=setting)
 
 
 class Prior(nn.Module):

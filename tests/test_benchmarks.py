@@ -4,6 +4,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
 
@@ -47,3 +50,43 @@ def test_seeds_script_reports_mean_and_standard_error_over_seeds(tmp_path):
     assert summary[0] == sum(modes) / 2
     assert summary[1] == abs(modes[0] - modes[1]) / 2  # s.e. of two values: |a − b| / 2
     assert "| tiny | 2 | modes captured |" in proc.stdout and "| – |" in proc.stdout  # a variant: no published figure
+
+
+def test_step_time_measures_three_ways_and_writes_ratios_between_the_markers(tmp_path):
+    sys.path.insert(0, str(BENCH))
+    try:
+        import step_time
+    finally:
+        sys.path.remove(str(BENCH))
+    doc, out = tmp_path / "B.md", tmp_path / "step_time.json"
+    doc.write_text("# Benchmarks\n\n<!-- step_time.py: begin -->\nold\n<!-- step_time.py: end -->\ntail kept\n")
+    assert step_time.main(["--only", "gan_ring8", "--steps", "4", "--warmup", "1", "--json", str(out),
+                           "--doc", str(doc), "--note", "A test run."]) == 0
+    record = json.loads(out.read_text())
+    case = record["cases"]["gan_ring8"]
+    assert case["steps"] == 4 and set(case["median_ms"]) == {"lvmgraph", "plain", "dataloader"}
+    ms = case["median_ms"]
+    assert case["ratio"]["lvmgraph/plain"] == pytest.approx(ms["lvmgraph"] / ms["plain"], rel=1e-3)
+    assert case["ratio"]["dataloader/plain"] == pytest.approx(ms["dataloader"] / ms["plain"], rel=1e-3)
+    assert record["machine"]["cores"] >= 1 and record["machine"]["torch"] == torch.__version__
+    text = doc.read_text()
+    assert "old" not in text and "tail kept" in text and "A test run." in text
+    assert "| `gan_ring8` | 100 |" in text and record["machine"]["cpu"] in text
+
+
+def test_step_time_refuses_a_plain_loop_that_does_different_work():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import step_time
+    finally:
+        sys.path.remove(str(BENCH))
+    case = step_time.CASES["gan_ring8"]
+    step_time.check_agreement(case, steps=2)  # the shipped loop does the spec's work
+
+    from lvmgraph_gan.ops import pack
+
+    def ten_times_the_lr(m, opts):  # the same networks, data and losses, another learning rate
+        return step_time._gan_step(m, opts, lambda v: pack(v, 2), "generator", "critic", "prior", lr=1e-2)
+    wrong = step_time.Case("gan_ring8", case.spec, ten_times_the_lr, steps=2, block=1)
+    with pytest.raises(AssertionError, match="do not do the same work"):
+        step_time.check_agreement(wrong, steps=2)

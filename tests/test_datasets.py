@@ -68,8 +68,8 @@ def registry() -> Registry:
 
 def test_registers_the_built_in_datasets_with_docs_and_params():
     reg = registry()
-    assert reg.names("dataset") == ["attributes", "captions", "celeba", "digits", "domains", "fashion_mnist", "image_folders",
-                                    "mnist", "toy2d"]
+    assert reg.names("dataset") == ["attributes", "captions", "celeba", "digits", "domains", "fashion_mnist", "image_folder",
+                                    "image_folders", "mnist", "tensors", "toy2d"]
     for name in reg.names("dataset"):
         entry = reg.get("dataset", name)
         assert entry.params is not None and entry.summary, name
@@ -77,7 +77,7 @@ def test_registers_the_built_in_datasets_with_docs_and_params():
 
 
 @pytest.mark.parametrize("name", ["digits", "fashion_mnist", "mnist", "toy2d", "domains", "attributes", "captions",
-                                  "image_folders", "celeba"])
+                                  "image_folders", "celeba", "image_folder", "tensors"])
 def test_params_reject_unknown_keys_including_loader_keys(name):
     params = registry().get("dataset", name).params
     for bad in ({"colour": "red"}, {"batch_size": 64}):
@@ -151,9 +151,20 @@ def test_digits_pad_to_centres_the_image_on_a_background_canvas(value_range):
     assert torch.all(border == value_range[0])
 
 
-def test_pad_to_smaller_than_the_image_is_an_error():
+def test_pad_to_smaller_than_the_image_is_an_error_at_the_setting(tmp_path):
     with pytest.raises(ValueError, match="pad_to=6 is smaller than the images"):
         load_digits(pad_to=6)
+    import lvmgraph.api as lg
+    from lvmgraph.spec.errors import SpecError
+
+    text = (Path(__file__).resolve().parents[1] / "specs" / "dcgan_fashion_mnist.yaml").read_text()
+    spec = tmp_path / "dcgan_digits.yaml"
+    spec.write_text(text.replace("dataset: fashion_mnist, batch_size: 64, pad_to: 32",
+                                 "dataset: digits, batch_size: 64, pad_to: 6"))
+    with pytest.raises(SpecError) as err:  # reported at the setting's line, not as a traceback
+        lg.validate(spec)
+    (problem,) = err.value.problems
+    assert problem.path == ("data", "pad_to") and problem.line == text[:text.index("pad_to: 32")].count("\n") + 1
 
 
 def test_digits_threshold_binarization():

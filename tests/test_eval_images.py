@@ -106,3 +106,11 @@ def test_pca_projection_keeps_the_dominant_directions():
     assert projected.shape == (500, 2)
     assert projected.var(axis=0).sum() == pytest.approx(z.var(axis=0).sum(), rel=1e-3)
     assert "PCA of 6-D" in view.note and "100%" in view.note
+
+
+def test_a_latent_plot_of_a_single_test_example_is_drawn(tmp_path):
+    # a user's image folder may hold out one test image: its encoding spans no plane
+    view = PlanarView(np.ones((1, 5)))
+    assert view(np.zeros((3, 5))).shape == (3, 2)
+    path = save_latent_plot(torch.randn(1, 5), None, tmp_path / "one.png", prior_samples=torch.randn(1, 5))
+    assert path.stat().st_size > 0

@@ -15,7 +15,7 @@ import torch
 
 import lvmgraph.api as lg
 from lvmgraph.experiment import prepare
-from lvmgraph.graph.execute import Executor
+from lvmgraph.graph.execute import Executor, PhaseRun
 from lvmgraph.train.trainer import Trainer
 from lvmgraph_core.losses import gan_discriminator_loss, gan_generator_loss
 
@@ -101,6 +101,44 @@ def test_critic_phase_gives_the_encoder_no_gradient():
     assert not z.requires_grad and z.grad_fn is None
 
 
+def test_a_value_shared_with_a_later_phase_is_computed_once_with_the_right_gradients():
+    """Runs announced with the batch: the critic phase computes z the generator phase's way (with its
+    graph) and trains on it detached; the generator phase reuses it and gets exact gradients."""
+    tr, batch = started_trainer()
+    mods, ex, phases = tr.exp.modules, tr.executor, tr.spec.phases
+    ex.begin(batch, 0, [PhaseRun(phases[i].terms, phases[i].update) for i in (CRITIC, GEN)])
+    clear_grads(mods)
+    tr.run_phase(CRITIC, phases[CRITIC])
+    assert all(p.grad is None for p in params(mods["encoder"])), "the critic phase reached the encoder"
+    assert all(p.grad is not None for p in params(mods["critic"]))
+    assert ex.computed == ["z", "z_prior", "d_loss"]
+    assert all(not p.requires_grad for p in params(mods["encoder"])), "the encoder stays frozen in the critic phase"
+
+    enc, critic = copy.deepcopy(mods["encoder"]), copy.deepcopy(mods["critic"])
+    for p in [*enc.parameters(), *critic.parameters()]:
+        p.requires_grad_(True)
+    ref_grads = torch.autograd.grad(gan_generator_loss(critic(enc(batch["x"]))), list(enc.parameters()))
+    clear_grads(mods)
+    tr.run_phase(GEN, phases[GEN])
+    assert ex.computed == ["z", "z_prior", "d_loss", "g_loss"], "z was computed again"
+    for p, want in zip(params(mods["encoder"]), ref_grads):
+        torch.testing.assert_close(p.grad, want, rtol=1e-5, atol=1e-7)
+    ex.trainable_all()
+
+
+def test_no_value_is_computed_ahead_for_a_run_after_an_update_of_its_components():
+    exp = aae()
+    ex = exp.executor()
+    critic, gen = PhaseRun(["d_loss"], ["critic"]), PhaseRun(["g_loss"], ["encoder"])
+    encoder_only = PhaseRun([], ["encoder"])  # updates the encoder without reading z
+    ex.begin({"x": exp.data.train["x"][:16]}, 0, [critic, gen])
+    assert ex.run_ahead("z", critic) is gen
+    assert ex.run_ahead("z", gen) is None and ex.run_ahead("z_prior", critic) is None  # nothing later needs it
+    ex.begin({"x": exp.data.train["x"][:16]}, 0, [critic, encoder_only, gen])
+    assert ex.run_ahead("z", critic) is None  # z would be stale by then
+    assert ex.run_ahead("z", PhaseRun(["d_loss"], ["critic"])) is None  # a run not announced with the batch
+
+
 def test_parameters_trainable_again_after_fit():
     tr = Trainer(aae("train.steps=2"))
     tr.fit()
@@ -126,8 +164,10 @@ def test_one_training_step_recomputes_z_after_each_encoder_update():
     tr.executor.computed.clear()
     tr.train_step()
     # phase 0 computes z; phase 1 recomputes it because phase 0 updated the encoder (and computes it
-    # once although d_loss reads it twice); phase 2 needs z with gradients, which phase 1 computed without.
-    assert tr.executor.computed == ["z", "x_hat", "rec_loss", "z", "z_prior", "d_loss", "z", "g_loss"]
+    # once although d_loss reads it twice). Phase 2 needs z with gradients into the encoder, and the
+    # critic update in between does not touch the encoder: phase 1 computed z phase 2's way (with its
+    # graph) and used it detached, so phase 2 reuses it.
+    assert tr.executor.computed == ["z", "x_hat", "rec_loss", "z", "z_prior", "d_loss", "g_loss"]
 
 
 def test_cached_value_reused_until_a_dependency_is_updated():

@@ -267,9 +267,9 @@ eval:
 
 
 def test_eval_metrics_option_selects_entries_by_result_or_metric_name():
-    from lvmgraph.cli import _select_metrics
+    from lvmgraph.api import select_metrics
     items = [("judge_accuracy", {"as": "to_b", "target": 1}), ("judge_accuracy", {"as": "stays_a", "target": 0}),
              ("cycle_error", {"input": "x_a"})]
-    assert _select_metrics(items, ["stays_a"]) == [items[1]]
-    assert _select_metrics(items, ["judge_accuracy", "cycle_error"]) == items
-    assert _select_metrics(items, ["prior_ks"]) == [("prior_ks", {})]  # not in the spec: default settings
+    assert select_metrics(items, ["stays_a"]) == [items[1]]
+    assert select_metrics(items, ["judge_accuracy", "cycle_error"]) == items
+    assert select_metrics(items, ["prior_ks"]) == [("prior_ks", {})]  # not in the spec: default settings

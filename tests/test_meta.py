@@ -52,5 +52,5 @@ def test_module_imports(module):
 def test_python_dash_m_lvmgraph_runs_the_cli():
     done = subprocess.run([sys.executable, "-m", "lvmgraph", "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    for command in ("run", "resume", "sample", "eval", "validate", "graph", "plugins"):
+    for command in ("run", "resume", "sample", "eval", "validate", "graph", "plugins", "new"):
         assert command in done.stdout

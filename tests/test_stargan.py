@@ -371,6 +371,16 @@ def test_one_input_translated_to_every_domain_by_a_sweep(trained, tmp_path):
     assert cli.main(["sample", str(run.path), "--sweep", "c_trg=0,1", "--out", str(tmp_path / "x.npz")]) != 0
 
 
+def test_the_run_report_shows_the_inputs_translated_to_every_domain(trained):
+    """RUN/report.html (written after training) has the sweep over c_trg: inputs, then one row per domain."""
+    from PIL import Image
+
+    _, run = trained
+    assert "report/translations_c_trg.png" in (run.path / "report.html").read_text()
+    tile = 32 + 2  # 8x8 tiles enlarged to 32 pixels, 2-pixel separators
+    assert Image.open(run.path / "report" / "translations_c_trg.png").size == (10 * tile + 2, 4 * tile + 2)
+
+
 def test_resumed_stargan_equals_uninterrupted(registry, tiny_spec, tmp_path):
     common = [*QUIET, "train.log_every=5"]
     straight = lg.train(tiny_spec, out=tmp_path / "straight", evaluate=False, overrides=[*common, "train.steps=20"])

@@ -1,3 +1,3 @@
-from .base import DatasetBundle, DatasetUnavailable
+from .base import Augment, DatasetBundle, DataSettingError, DatasetUnavailable
 
-__all__ = ["DatasetBundle", "DatasetUnavailable"]
+__all__ = ["Augment", "DatasetBundle", "DataSettingError", "DatasetUnavailable"]

@@ -11,6 +11,23 @@ class DatasetUnavailable(RuntimeError):
     """The dataset's files are not on this machine; the message says how to get them."""
 
 
+class DataSettingError(ValueError):
+    """A dataset setting does not fit the data found (e.g. ``pad_to`` smaller than the images).
+
+    ``setting`` names the key under ``data:`` to change; ``prepare`` reports the message at that
+    key's line instead of a traceback.
+    """
+
+    def __init__(self, message: str, *, setting: str):
+        super().__init__(message)
+        self.setting = setting
+
+
+#: random augmentation of a training batch: ``fn(batch, generator) -> batch``, drawing only from
+#: ``generator`` (the batcher's own, checkpointed), so a seeded run and its resume see the same draws
+Augment = Callable[[dict[str, torch.Tensor], torch.Generator], dict[str, torch.Tensor]]
+
+
 @dataclass
 class DatasetBundle:
     """Train and test splits, each a dict ``field -> tensor`` whose first axis is the sample.
@@ -25,12 +42,17 @@ class DatasetBundle:
     returns the fields of ONE example as ``{field: tensor}`` without a batch axis (a captions
     dataset: ``{"text": ids (L,), "text_length": tensor(len)}``). It raises ValueError with a
     helpful message (e.g. the vocabulary) when the text cannot be encoded.
+
+    ``augment`` (optional) transforms each *training* batch at random (e.g. horizontal flips),
+    after the batch is on the device; test batches, evaluation and the dry run see the data as
+    loaded. See ``Augment``.
     """
 
     train: dict[str, torch.Tensor]
     test: dict[str, torch.Tensor]
     info: dict = field(default_factory=dict)
     encoders: dict[str, Callable[[str], dict[str, torch.Tensor]]] = field(default_factory=dict)
+    augment: Augment | None = None
 
     def __post_init__(self) -> None:
         for split_name, split in (("train", self.train), ("test", self.test)):

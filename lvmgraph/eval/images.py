@@ -143,7 +143,8 @@ class PlanarView:
         if self.d > 2:
             self.center = fit_on.mean(axis=0)
             _, sing, vt = np.linalg.svd(fit_on - self.center, full_matrices=False)
-            self.axes = vt[:2].T  # (d 2)
+            self.axes = np.zeros((self.d, 2))  # (d 2); fewer than 2 points span fewer axes, the rest stay 0
+            self.axes[:, :len(vt[:2])] = vt[:2].T
             var = sing ** 2
             share = var[:2].sum() / var.sum() if var.sum() > 0 else 1.0
             self.note = f"PCA of {self.d}-D latent: PC1–PC2, {100 * share:.0f}% of variance"

@@ -90,8 +90,12 @@ class RunEvalContext:
             # a derived dataset (domains, attributes, captions: info["base"]) is judged by its base's
             # evaluator: its images are the base's, transformed (RGB is read as grey, padding cropped)
             name = self.data.info.get("base") or self.data.info.get("name") or self.spec.data.dataset
-            # the evaluator always sees the dataset in its default form, whatever this run's settings
-            bundle = self.exp.registry.get("dataset", name).factory()
+            # the evaluator always sees the dataset in its default form, whatever this run's settings;
+            # a dataset without one (image_folder: a required root) is judged on this run's own data
+            entry = self.exp.registry.get("dataset", name)
+            fields = entry.params.model_fields.values() if entry.params is not None else ()
+            own = name == self.data.info.get("name") and any(f.is_required() for f in fields)
+            bundle = self.data if own else entry.factory()
             self._evaluator = evaluator_for(name, bundle, device=self.device)
         return self._evaluator
 

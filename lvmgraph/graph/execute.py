@@ -6,7 +6,13 @@
   never accumulate *into* them.
 - A value is cached for the rest of the step and reused only while none of the components it
   depends on has been updated since; a value that needs gradients for the current phase is
-  reused only if it was computed in this same phase (an earlier phase's autograd graph is gone).
+  reused only if it was computed for this same phase run (an earlier phase's autograd graph is gone).
+- Computed once for two phases: when the trainer announces the phase runs a batch serves
+  (``begin(..., runs=...)``), a value that the current phase needs without gradients and a later
+  run needs with them (nothing in between updating what it depends on) is computed the later
+  run's way, with its autograd graph, and the current phase gets it detached; the later run then
+  reuses it. This is what a hand-written GAN loop does with ``fake = G(z)``: D trains on
+  ``fake.detach()``, G through ``D(fake)``, and G runs once per step.
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ import torch
 from torch import nn
 
 from . import expr as E
+from ..modules import ShapeMismatch
 from .compile import ComponentCall, MethodCall, ModelGraph, OpCall, Ref
 
 _BINOPS: dict[str, Callable] = {"+": operator.add, "-": operator.sub, "*": operator.mul,
@@ -37,6 +44,21 @@ class _Cached:
     value: Any
     versions: tuple  # versions of the components it depends on, when computed
     grad_token: object | None  # the phase run whose autograd graph it belongs to
+
+
+class PhaseRun:
+    """One run of a phase over the current batch: the values it minimises and the components it
+    updates. The object itself is the token of the run's autograd graph."""
+
+    __slots__ = ("terms", "updated", "grad_values")
+
+    def __init__(self, terms, updated):
+        self.terms = tuple(terms)
+        self.updated = frozenset(updated)
+        self.grad_values: frozenset = frozenset()  # filled in by Executor.begin
+
+    def __repr__(self) -> str:
+        return f"PhaseRun(terms={self.terms}, updated={sorted(self.updated)})"
 
 
 def detach_value(value: Any) -> Any:
@@ -66,22 +88,60 @@ class Executor:
         self.step = 0
         self._cache: dict[str, _Cached] = {}
         self._params = {name: [p for p in m.parameters()] for name, m in modules.items()}
+        self._deps = {v: tuple(sorted(d)) for v, d in graph.component_deps.items()}
+        self._grad_values: dict[tuple, frozenset] = {}  # (terms, updated) -> values a run needs with gradients
+        self.runs: list[PhaseRun] = []
+        self._claimed = 0  # how many of the runs have started
         self.computed: list[str] = []  # values computed (not reused) since the last begin(); for tests and debugging
 
     # ---- step bookkeeping -------------------------------------------------
-    def begin(self, batch: dict[str, Any], step: int) -> None:
-        """A new batch: forget every cached value."""
+    def begin(self, batch: dict[str, Any], step: int, runs=()) -> None:
+        """A new batch: forget every cached value. ``runs`` are the phase runs (in order) that will
+        evaluate on this batch, so a value two of them need is computed once (see the module doc)."""
         self.batch = batch
         self.step = step
         self._cache.clear()
         self.computed = []
+        self.runs = list(runs)
+        self._claimed = 0
+        for run in self.runs:
+            key = (run.terms, run.updated)
+            if key not in self._grad_values:
+                self._grad_values[key] = frozenset(
+                    v for v in self.graph.ancestors(run.terms)
+                    if v in self.graph.values and self.graph.component_deps.get(v, frozenset()) & run.updated)
+            run.grad_values = self._grad_values[key]
 
     def mark_updated(self, components) -> None:
         for c in components:
             self.versions[c] += 1
 
     def _version_key(self, value: str) -> tuple:
-        return tuple(self.versions[c] for c in sorted(self.graph.component_deps.get(value, ())))
+        return tuple(self.versions[c] for c in self._deps.get(value, ()))
+
+    def claim_run(self, terms, updated) -> PhaseRun:
+        """The token for the phase run starting now: the next announced run when it is this phase,
+        else a run of its own (which shares nothing ahead)."""
+        if self._claimed < len(self.runs):
+            run = self.runs[self._claimed]
+            if run.terms == tuple(terms) and run.updated == frozenset(updated):
+                self._claimed += 1
+                return run
+        return PhaseRun(terms, updated)
+
+    def run_ahead(self, value: str, current) -> PhaseRun | None:
+        """The later run of this batch that will need ``value`` with gradients, if nothing between
+        now and then updates a component it depends on; None otherwise."""
+        runs = self.runs
+        if current not in runs:
+            return None
+        deps = self.graph.component_deps.get(value, frozenset())
+        for run in runs[runs.index(current) + 1:]:
+            if value in run.grad_values:
+                return run
+            if deps & run.updated:
+                return None
+        return None
 
     def set_trainable(self, components) -> None:
         """Parameters of ``components`` require grad; every other component's do not."""
@@ -105,8 +165,11 @@ class Executor:
 
 
 class _Context:
-    def __init__(self, ex: Executor, updated: frozenset, token, overrides: dict, use_cache: bool):
+    def __init__(self, ex: Executor, updated: frozenset, token, overrides: dict, use_cache: bool,
+                 grad: bool | None = None):
         self.ex, self.updated, self.token, self.overrides, self.use_cache = ex, updated, token, overrides, use_cache
+        # gradients are wanted unless the caller disabled them (not: a no-grad value being computed)
+        self.grad = torch.is_grad_enabled() if grad is None else grad
         self.local: dict[str, Any] = {}
 
     def value(self, name: str) -> Any:
@@ -119,7 +182,7 @@ class _Context:
             if name not in ex.batch:
                 raise KeyError(f"data field '{name}' is needed but not in the batch (fields: {sorted(ex.batch)})")
             return ex.batch[name]
-        needs_grad = bool(ex.graph.component_deps.get(name, frozenset()) & self.updated) and torch.is_grad_enabled()
+        needs_grad = self.grad and bool(ex.graph.component_deps.get(name, frozenset()) & self.updated)
         cacheable = self.use_cache and not self.overrides
         if cacheable and name in ex._cache:
             hit = ex._cache[name]
@@ -130,6 +193,13 @@ class _Context:
                     cut = detach_value(hit.value) if hit.grad_token is not None else hit.value
                     if cut is not None:
                         return cut
+        if cacheable and not needs_grad and self.token is not None and self.grad:
+            later = ex.run_ahead(name, self.token)
+            if later is not None:
+                cut = self._for_later_run(name, later)
+                if cut is not None:
+                    return cut
+                cacheable = False  # not detachable (a distribution): this run computes its own, the cache keeps later's
         with torch.set_grad_enabled(needs_grad):
             try:
                 result = self.eval(ex.graph.values[name])
@@ -143,6 +213,21 @@ class _Context:
         else:
             self.local[name] = result
         return result
+
+    def _for_later_run(self, name: str, later: PhaseRun) -> Any:
+        """Compute ``name`` as ``later`` will need it (with gradients into what it updates), cache it
+        for that run, and return it detached for this one (None if it cannot be detached)."""
+        ex = self.ex
+        waking = [p for c in ex.graph.component_deps.get(name, ()) if c in later.updated for p in ex._params[c]
+                  if not p.requires_grad]  # frozen by this phase's set_trainable; not updated before `later`
+        for p in waking:
+            p.requires_grad_(True)
+        try:
+            value = _Context(ex, later.updated, later, {}, True, grad=True).value(name)
+        finally:
+            for p in waking:
+                p.requires_grad_(False)
+        return detach_value(value)
 
     def eval(self, node) -> Any:
         if isinstance(node, Ref):
@@ -161,7 +246,12 @@ class _Context:
         if isinstance(node, ComponentCall):
             module = self.ex.modules[node.component]
             fn = module if node.method is None else getattr(module, node.method)
-            return fn(*[self.eval(a) for a in node.args], **{k: self.eval(v) for k, v in node.kwargs})
+            args, kwargs = [self.eval(a) for a in node.args], {k: self.eval(v) for k, v in node.kwargs}
+            try:
+                return fn(*args, **kwargs)
+            except ShapeMismatch as exc:  # name the component that refused its input (for lvmgraph.data.fit)
+                exc.component = exc.component or node.component
+                raise
         if isinstance(node, OpCall):
             return node.fn(*[self.eval(a) for a in node.args], **{k: self.eval(v) for k, v in node.kwargs})
         if isinstance(node, MethodCall):

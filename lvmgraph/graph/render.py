@@ -10,13 +10,14 @@ def _id(name: str) -> str:
     return "n_" + "".join(c if c.isalnum() else "_" for c in name)
 
 
-def _nodes(graph: ModelGraph):
+def drawn_nodes(graph: ModelGraph):
+    """Every node but the built-in names (``step``) nothing uses."""
     return [(n, d) for n, d in graph.g.nodes(data=True) if d["kind"] != "builtin" or graph.g.out_degree(n)]
 
 
 def to_mermaid(graph: ModelGraph, phases=()) -> str:
     lines = ["flowchart LR"]
-    for name, data in _nodes(graph):
+    for name, data in drawn_nodes(graph):
         left, right = _SHAPES.get(data["kind"], ("(", ")"))
         label = name if data["kind"] != "component" else f"{name}: {data.get('type', '')}"
         lines.append(f'  {_id(name)}{left}"{label}"{right}')
@@ -32,7 +33,7 @@ def to_mermaid(graph: ModelGraph, phases=()) -> str:
 def to_dot(graph: ModelGraph, phases=()) -> str:
     shapes = {"data": "parallelogram", "component": "box3d", "schedule": "hexagon", "value": "ellipse"}
     lines = ["digraph lvmgraph {", "  rankdir=LR;"]
-    for name, data in _nodes(graph):
+    for name, data in drawn_nodes(graph):
         label = name if data["kind"] != "component" else f"{name}\\n{data.get('type', '')}"
         lines.append(f'  {_id(name)} [label="{label}", shape={shapes.get(data["kind"], "ellipse")}];')
     for u, v in graph.g.edges():

@@ -142,12 +142,38 @@ def register_optimizers(register):
 
 
 @hookspec
+def register_loggers(register):
+    """Register experiment trackers that receive the training metrics. ``register(name, factory, params=Model)``.
+
+    ``factory(**settings)`` returns a logger with ``open(run_dir, spec)`` (the run directory's
+    ``Path`` and the resolved spec as a dict, once per ``lvmgraph run`` / ``resume``),
+    ``log(step, values)`` (every row metrics.jsonl gets: ``{name: float}`` at that step) and
+    ``close()``. A spec chooses them with ``train: {loggers: [tensorboard, {name: {settings}}]}``
+    (default ``[tensorboard]``). ``requires=("module",)`` names Python packages the logger
+    imports lazily: choosing it without them is a spec error that says ``pip install module``,
+    so a tracker is never a dependency of lvmgraph.
+
+    Example::
+
+        @hookimpl
+        def register_loggers(register):
+            register("csv", CsvLogger, params=CsvParams)
+            register("wandb", WandbLogger, params=WandbParams, requires=("wandb",))
+    """
+
+
+@hookspec
 def register_specs(register):
     """Register template specs: ``register(name, path)``; a spec then says ``extends: family:name``.
+
+    ``starter={...}`` (optional) holds the keys ``lvmgraph new spec --family name FILE`` writes
+    into a new spec besides ``extends:``: what the template leaves open and a spec must set
+    for it to run, typically a ``data:`` section with the fields the template's graph reads.
 
     Example::
 
         @hookimpl
         def register_specs(register):
-            register("vae", Path(__file__).parent / "vae_base.yaml")
+            register("vae", Path(__file__).parent / "vae_base.yaml",
+                     starter={"data": {"dataset": "digits", "batch_size": 100}})
     """

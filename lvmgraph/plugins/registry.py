@@ -21,6 +21,7 @@ HOOK_KINDS = {
     "register_schedules": "schedule",
     "register_optimizers": "optimizer",
     "register_specs": "spec",
+    "register_loggers": "logger",
 }
 NAMESPACE = {"component": "component", "prior": "component", "op": "op", "loss": "op"}
 

@@ -1,6 +1,8 @@
 """Load a spec file: compose, apply overrides, validate the structure and every plugin entry."""
 from __future__ import annotations
 
+import importlib.util
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -133,6 +135,16 @@ def string_bool_problems(model: type[BaseModel], value: Any, prefix: tuple, sour
     return problems
 
 
+def importable(module: str) -> bool:
+    """Whether ``import module`` would find it, without importing it (a plugin's ``requires=``)."""
+    if module in sys.modules:
+        return sys.modules[module] is not None  # None: imports of it are blocked
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def _validate_entry(registry: Registry, kind: str, label: str, type_name: str, settings: dict, path: tuple,
                     source: SourceMap, params: dict, key: tuple, problems: list, type_path: tuple | None = None):
     entry = registry.get(kind, type_name) if kind != "component" else (
@@ -144,6 +156,12 @@ def _validate_entry(registry: Registry, kind: str, label: str, type_name: str, s
         problems.append(source.problem(f"unknown {label} '{type_name}'", type_path or path + ("type",),
                                        hint=f"{hint} ({see})" if hint else see))
         return None
+    missing = [m for m in entry.options.get("requires", ()) if not importable(m)]
+    if missing:
+        problems.append(source.problem(
+            f"{label} '{type_name}' needs the Python package{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(missing)}, which {'are' if len(missing) > 1 else 'is'} not installed",
+            type_path or path + ("type",), hint=f"pip install {' '.join(missing)}"))
     model = entry.params
     if model is None:
         if settings:
@@ -198,6 +216,18 @@ def _registry_problems(raw: dict, registry: Registry, source: SourceMap, params:
             settings = {k: v for k, v in settings.items() if k != RESULT_NAME_KEY}
             _validate_entry(registry, "metric", "metric", str(name), settings, ("eval", "metrics", i, name),
                             source, params, ("eval", str(result)), problems, type_path=("eval", "metrics", i))
+    train = raw.get("train") if isinstance(raw.get("train"), dict) else {}
+    loggers = train.get("loggers", ["tensorboard"])
+    for i, item in enumerate(loggers if isinstance(loggers, list) else []):
+        if isinstance(item, str):
+            name, settings = item, {}
+        elif isinstance(item, dict) and len(item) == 1:
+            (name, settings), = item.items()
+        else:
+            continue  # the schema reports the entry's form
+        if isinstance(name, str) and isinstance(settings or {}, dict):
+            _validate_entry(registry, "logger", "logger", name, settings or {}, ("train", "loggers", i, name),
+                            source, params, ("loggers", name), problems, type_path=("train", "loggers", i))
     return problems
 
 

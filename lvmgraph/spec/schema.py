@@ -21,7 +21,7 @@ class Typed(BaseModel):
     """``{type: name, **settings}``: the settings belong to the plugin that registered ``name``."""
 
     model_config = ConfigDict(extra="allow")
-    type: str
+    type: str = Field(description="a registered name of the entry's kind (`lvmgraph plugins --kind ...`)")
 
     @property
     def settings(self) -> dict:
@@ -117,10 +117,21 @@ class TrainSpec(Strict):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when available, else CPU")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast precision for the forward passes")
     threads: int | None = Field(None, gt=0, description="torch CPU threads (fix it for bit-exact resume across machines)")
+    compile: bool = Field(False, description="torch.compile every component that has parameters (inductor: C++ "
+                                             "kernels on CPU, Triton on CUDA); each phase's first step compiles, "
+                                             "later steps run fused kernels. Losses match eager up to float "
+                                             "rounding; checkpoints are interchangeable with eager runs")
+    channels_last: bool = Field(False, description="keep image batches and convolution weights in channels-last "
+                                                   "memory layout, which oneDNN / cuDNN convolutions prefer "
+                                                   "(same values, different strides)")
     progress: bool = Field(True, description="show a progress bar")
     ema: dict[str, float] = Field(default_factory=dict,
                                   description="exponential moving averages of component weights used for sampling "
                                               "and evaluation: {generator: 0.999} (decay per update)")
+    loggers: list[Union[str, dict[str, dict]]] = Field(
+        default_factory=lambda: ["tensorboard"],
+        description="trackers that get every metrics.jsonl row: names or {name: {settings}} "
+                    "(`lvmgraph plugins --kind logger`); [] for none")
 
     @field_validator("ema")
     @classmethod
@@ -129,6 +140,21 @@ class TrainSpec(Strict):
         if bad:
             raise ValueError(f"EMA decays must lie strictly between 0 and 1: {bad}")
         return value
+
+    @field_validator("loggers")
+    @classmethod
+    def _one_entry_per_logger(cls, value):
+        names = [item if isinstance(item, str) else next(iter(item), "") for item in value]
+        if any(isinstance(item, dict) and len(item) != 1 for item in value):
+            raise ValueError("write each logger as a name or as {name: {settings}} with exactly one key")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"logger {twice[0]!r} is listed twice; list each logger once")
+        return value
+
+    def logger_items(self) -> list[tuple[str, dict]]:
+        """-> [(logger name, settings)] in the order listed."""
+        return [(item, {}) if isinstance(item, str) else next(iter(item.items())) for item in self.loggers]
 
 
 class StageSpec(Strict):
@@ -229,18 +255,24 @@ class EvalSpec(Strict):
         return out
 
 
+#: what a spec's ``name`` may hold (it names run directories)
+NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+
+
 class Spec(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="run name (used for run directories)")
-    description: str = ""
-    seed: int = Field(0, ge=0)
-    data: DataSpec = Field(default_factory=DataSpec)
+    name: str = Field(pattern=NAME_PATTERN, description="run name (used for run directories)")
+    description: str = Field("", description="free text, kept in the run's spec.yaml")
+    seed: int = Field(0, ge=0, description="seeds module initialisation, batches and noise; the same seed "
+                                            "trains the same run")
+    data: DataSpec = Field(default_factory=DataSpec, description="the dataset and how it is batched")
     components: dict[str, Typed] = Field(description="named components: {name: {type: ..., settings}}")
     schedules: dict[str, Typed] = Field(default_factory=dict, description="named schedules: {name: {type: ..., settings}}")
     graph: dict[str, str] = Field(description="named values: {name: expression}")
-    phases: list[PhaseSpec] = Field(min_length=1)
-    sample: SampleSpec | None = None
-    train: TrainSpec = Field(default_factory=TrainSpec)
-    eval: EvalSpec = Field(default_factory=EvalSpec)
+    phases: list[PhaseSpec] = Field(min_length=1, description="what each training step optimises, in order")
+    sample: SampleSpec | None = Field(None, description="how new data is generated (none: the run cannot sample)")
+    train: TrainSpec = Field(default_factory=TrainSpec, description="length, logging, checkpoints, device")
+    eval: EvalSpec = Field(default_factory=EvalSpec, description="metrics computed at the end of a run and by "
+                                                                 "`lvmgraph eval`")
     stages: Optional[list[StageSpec]] = Field(
         None, min_length=1,
         description="progressive growing: resolutions from the smallest up, each with fade-in and stabilisation "

@@ -1,7 +1,10 @@
-"""Loss accumulation between log steps, and the writers (metrics.jsonl, TensorBoard)."""
+"""Loss accumulation between log steps, and the writers: TensorBoard, and the loggers a spec
+chooses (``train.loggers``, registered through ``register_loggers``) that get every metrics row."""
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -66,3 +69,51 @@ class TensorBoardWriter:
         if self.writer is not None:
             self.writer.flush()
             self.writer.close()
+
+
+@runtime_checkable
+class Logger(Protocol):
+    """What ``register_loggers`` factories return: an experiment tracker fed the metrics rows."""
+
+    def open(self, run_dir: Path, spec: dict) -> None:
+        """Start (or, on ``resume``, continue) logging the run in ``run_dir``; ``spec`` is the resolved spec."""
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        """One metrics.jsonl row: the means over the interval that ends at ``step``."""
+
+    def close(self) -> None:
+        """Flush and release; called once per open, also when training fails."""
+
+
+class Loggers:
+    """The spec's loggers, opened in the order listed, closed in reverse."""
+
+    def __init__(self, loggers: list[Logger]):
+        self.loggers = loggers
+
+    @classmethod
+    def open(cls, exp, run_dir: Path) -> "Loggers":
+        opened: list[Logger] = []
+        try:
+            for name, _ in exp.spec.train.logger_items():
+                entry = exp.registry.get("logger", name)  # validated with the spec
+                params = exp.loaded.params.get(("loggers", name))
+                logger = entry.factory(**(dict(params) if params is not None else {}))
+                if not isinstance(logger, Logger):
+                    raise TypeError(f"logger '{name}' (plugin {entry.plugin}) built a {type(logger).__name__}, "
+                                    f"which lacks open(run_dir, spec), log(step, values) or close()")
+                logger.open(Path(run_dir), exp.loaded.resolved())
+                opened.append(logger)
+        except BaseException:
+            cls(opened).close()
+            raise
+        return cls(opened)
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        for logger in self.loggers:
+            logger.log(step, dict(values))
+
+    def close(self) -> None:
+        for logger in reversed(self.loggers):
+            logger.close()
+        self.loggers = []

@@ -89,6 +89,14 @@ class RunDir:
         tmp.replace(path)
         return path
 
+    def record_resume(self, entry: dict) -> None:
+        """Append one resume (its step, overrides, environment and the reasons it is not exact) to
+        run.json's ``resumes`` list."""
+        path = self.path / "run.json"
+        info = json.loads(path.read_text()) if path.exists() else {}
+        info.setdefault("resumes", []).append(entry)
+        self.write_json("run.json", info)
+
     def append_metrics(self, row: dict) -> None:
         with open(self.metrics_file, "a") as f:
             f.write(json.dumps(row) + "\n")

@@ -28,12 +28,17 @@ from torch import nn
 
 from ..data.loader import IndexBatcher
 from ..experiment import Experiment
+from ..graph.execute import PhaseRun
 from ..spec.errors import SpecError
 from . import distributed
 from .checkpoint import save_checkpoint
-from .logging import LossMeter, TensorBoardWriter
+from .exactness import compare, conditions
+from .logging import Loggers, LossMeter
+from .numerics import any_non_finite, weighted_sum
 from .rundir import RunDir
+from .speed import batch_channels_last, compile_components, modules_channels_last
 from .stages import Growable, StagePlan
+from .state import StateMismatch, TrainingState
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -118,6 +123,10 @@ class Trainer:
         self.callbacks = list(callbacks)
         if self.train_cfg.threads:
             torch.set_num_threads(self.train_cfg.threads)
+        if self.train_cfg.channels_last:
+            modules_channels_last(exp.modules, *exp.ema.values())
+        if self.train_cfg.compile:
+            compile_components(exp.modules)
         self.executor = exp.executor()
         self.plan: StagePlan | None = None
         self.stage_index = 0
@@ -133,20 +142,25 @@ class Trainer:
         data = self.spec.data
         self.loader = IndexBatcher(exp.data.train, batch_size=data.batch_size, device=exp.device,
                                    seed=self.spec.seed, shuffle=data.shuffle, drop_last=data.drop_last,
-                                   rank=self.replicas.rank, world=self.replicas.world)
+                                   rank=self.replicas.rank, world=self.replicas.world,
+                                   augment=exp.data.augment)
         # every rank checkpoints together (each sends its RNG state) when rank 0 has a run directory
         self.saving = self.replicas.broadcast(run is not None)
         if self.replicas.active:  # start from rank 0's weights; draw per-rank noise from here on
             self.replicas.sync_modules([*exp.modules.values(), *exp.ema.values()])
             self.replicas.seed_rank(self.spec.seed)
+        self.world_size = self.replicas.world  # recorded by the exactness entry of every checkpoint
+        self._gathered_ranks: list = []  # every rank's own state, gathered by save() for the replicas entry
         self.meter = LossMeter()
         self.step = 0
-        self.tb: TensorBoardWriter | None = None
+        self.loggers: Loggers | None = None  # train.loggers, open while fit() runs
         self.last_losses: dict[str, float] = {}
         self.logged_at: int | None = None  # the step of last_losses
         self.skipped = 0  # updates dropped for a non-finite loss or gradient (train.nonfinite: skip)
         if self.plan is not None:
             self._apply_stage(0)
+        self.state = self._register_state()
+        self.resume_warnings: list[str] = []
 
     # ---- construction ------------------------------------------------------
     def _setup_stages(self) -> None:
@@ -205,41 +219,47 @@ class Trainer:
         self.loader.batch_size = plan.at(step).batch_size
 
     # ---- state ---------------------------------------------------------------
-    def state_dict(self) -> dict:
-        state = {
-            "step": self.step,
-            "components": self.exp.modules.state_dict(),
-            "ema": {name: m.state_dict() for name, m in self.exp.ema.items()},
-            "optimizers": [o.state_dict() for o in self.optimizers],
-            "scalers": [s.state_dict() if s is not None else {} for s in self.scalers],
-            "rng": rng_state(),
-            "data": self.loader.state_dict(),
-            "meter": self.meter.state_dict(),
-            "skipped": self.skipped,
-        }
-        if self.plan is not None:
-            state["stage"] = self.stage_index  # the last stage entered: its param groups are in the optimizers
+    world_size = 1  # processes training together (recorded; a multi-process trainer sets it)
+
+    def _register_state(self) -> TrainingState:
+        """Every piece of state a resumed run needs, once, in the order it is restored: a checkpoint
+        is exactly these entries (see lvmgraph/train/state.py)."""
+        state = TrainingState()
+        state.register("exactness", self._conditions, self._check_conditions, guard=True,
+                       what="what an exact resume depends on: spec, torch, threads, device, world size")
+        state.register("step", lambda: self.step, self._set_step, what="the steps trained")
+        state.register("components", self.exp.modules.state_dict, self.exp.modules.load_state_dict,
+                       what="every component's parameters and buffers (image pools, stage buffers)")
+        state.register("ema", lambda: {name: m.state_dict() for name, m in self.exp.ema.items()},
+                       lambda saved: load_ema(self.exp, {"ema": saved}), what="the EMA copies")
+        if self.plan is not None:  # the last stage entered: its param groups are in the optimizers
+            state.register("stage", lambda: self.stage_index, self._load_stage, what="the stage reached",
+                           missing="the checkpoint was written without a stage plan, but this spec has stages:; "
+                                   "resume it with the spec it was trained with")
+        state.register("optimizers", lambda: [o.state_dict() for o in self.optimizers], self._load_optimizers,
+                       what="every phase's optimizer (moments, step counts, param groups)")
+        state.register("scalers", lambda: [s.state_dict() if s is not None else {} for s in self.scalers],
+                       self._load_scalers, what="the fp16 gradient scalers")
+        stateful = {name: s for name, s in self.exp.schedules.items() if callable(getattr(s, "state_dict", None))}
+        if stateful:  # schedules are functions of the step; one that keeps a position of its own says so
+            state.register("schedules", lambda: {name: s.state_dict() for name, s in stateful.items()},
+                           lambda saved: [s.load_state_dict(saved[name]) for name, s in stateful.items()],
+                           what="the schedules that keep a position of their own")
+        state.register("data", self.loader.state_dict, self.loader.load_state_dict,
+                       what="the data position (epoch, place in it, order, shuffling generator)")
+        state.register("meter", self.meter.state_dict, self.meter.load_state_dict,
+                       what="the losses accumulated since the last log row")
+        state.register("skipped", lambda: self.skipped, lambda n: setattr(self, "skipped", int(n)),
+                       what="the updates skipped for a non-finite loss")
+        state.register("rng", rng_state, set_rng_state, what="the torch, CUDA and Python RNG states")
+        # several processes: each rank's RNG streams, open log interval and weight digest (rank 0's are
+        # also the entries above); [] from a one-process run. Restored after rng: it overrides it per rank.
+        state.register("replicas", lambda: {"ranks": self._gathered_ranks}, self._load_replica_state,
+                       what="every process's own RNG states and open log interval (multi-process runs)")
         return state
 
-    def load_state_dict(self, state: dict) -> None:
-        self.step = int(state["step"])
-        self.exp.modules.load_state_dict(state["components"])
-        load_ema(self.exp, state)
-        if len(state["optimizers"]) != len(self.optimizers):
-            raise ValueError(f"checkpoint has {len(state['optimizers'])} phases' optimizers, "
-                             f"the spec has {len(self.optimizers)} phases")
-        if self.plan is not None:
-            self._load_stage(state)
-        for opt, s in zip(self.optimizers, state["optimizers"]):
-            opt.load_state_dict(s)
-        for scaler, s in zip(self.scalers, state.get("scalers", [])):
-            if scaler is not None and s:
-                scaler.load_state_dict(s)
-        self.loader.load_state_dict(state["data"])
-        self.meter.load_state_dict(state["meter"])
-        self.skipped = int(state.get("skipped", 0))  # (checkpoints before train.nonfinite had none)
-        set_rng_state(state["rng"])
-        self._load_replica_state(state.get("replicas"))
+    def state_dict(self) -> dict:
+        return self.state.state_dict()
 
     def _replica_state(self) -> dict:
         """What differs between ranks and exact resume needs: RNG streams and open log intervals."""
@@ -249,28 +269,53 @@ class Trainer:
     def _load_replica_state(self, saved: dict | None) -> None:
         """Each rank resumes its own RNG stream and log interval when the checkpoint was written by as
         many processes as there are now; otherwise the run continues, but not exactly."""
-        ranks = saved["ranks"] if saved else None
+        ranks = saved["ranks"] if saved else None  # [] from a one-process run
         world = len(ranks) if ranks else 1
         if world == self.replicas.world:
             if ranks:
                 set_rng_state(ranks[self.replicas.rank]["rng"])
                 self.meter.load_state_dict(ranks[self.replicas.rank]["meter"])
             return
-        if self.replicas.is_main:
-            print(f"warning: the checkpoint at step {self.step} was written by {world} process(es), this run has "
-                  f"{self.replicas.world}: training continues with the same data order, but not exactly as "
-                  "the original run would have (other batch slices and random draws)", file=sys.stderr)
-        else:
+        # (another process count: the exactness entry has put the reason in resume_warnings)
+        if not self.replicas.is_main:
             self.meter = LossMeter()
         self.replicas.seed_rank(self.spec.seed, self.step)
 
-    def _load_stage(self, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a checkpoint; ``resume_warnings`` then lists why the resumed run may differ
+        from an uninterrupted one (empty when it continues exactly)."""
+        self.resume_warnings = []
+        self.state.load_state_dict(state)
+
+    def _conditions(self) -> dict:
+        return conditions(self.exp.loaded.resolved(), self.exp.device, self.world_size)
+
+    def _check_conditions(self, saved: dict) -> None:
+        refusals, self.resume_warnings = compare(saved, self._conditions())
+        if refusals:
+            raise StateMismatch("the model or its phases changed since the checkpoint was written, so its state "
+                                "does not describe this model:\n  " + "\n  ".join(refusals) +
+                                "\nresume with the spec the run was trained with, or start a new run")
+
+    def _set_step(self, step) -> None:
+        self.step = int(step)
+
+    def _load_optimizers(self, saved: list) -> None:
+        if len(saved) != len(self.optimizers):
+            raise StateMismatch(f"the checkpoint has {len(saved)} phases' optimizers, the spec has "
+                                f"{len(self.optimizers)} phases")
+        for opt, s in zip(self.optimizers, saved):
+            opt.load_state_dict(s)
+
+    def _load_scalers(self, saved: list) -> None:
+        for scaler, s in zip(self.scalers, saved):
+            if scaler is not None and s:  # (fp32 before: a fresh scaler)
+                scaler.load_state_dict(s)
+
+    def _load_stage(self, saved) -> None:
         """Re-enter the checkpoint's stages so the optimizers have its param groups, refusing a stage
         plan that puts the steps already trained in another stage."""
-        if "stage" not in state:
-            raise ValueError("the checkpoint was written without a stage plan, but this spec has stages:; "
-                             "resume it with the spec it was trained with")
-        saved, step = int(state["stage"]), self.step
+        saved, step = int(saved), self.step
         expected = self.plan.index_at(max(step - 1, 0))
         if saved != expected:
             have = self.plan.stages[expected].resolution
@@ -293,9 +338,8 @@ class Trainer:
             cfg = self.train_cfg
             # only a value logged at this very step describes these weights; otherwise no metric
             metric = self.last_losses.get(cfg.best) if cfg.best and self.logged_at == self.step else None
+            self._gathered_ranks = ranks or []
             state = self.state_dict()
-            if ranks:
-                state["replicas"] = {"ranks": ranks}
             save_checkpoint(self.run.checkpoints, self.step, state, keep=cfg.keep_checkpoints,
                             metric=metric, mode=cfg.best_mode)
 
@@ -320,10 +364,10 @@ class Trainer:
         opt.zero_grad(set_to_none=True)
         terms = phase.terms
         with self._autocast():
-            values = ex.evaluate(list(terms), updated=frozenset(phase.update), token=object())
+            values = ex.evaluate(list(terms), updated=frozenset(phase.update), token=ex.claim_run(terms, phase.update))
             with torch.no_grad():
                 watched = ex.evaluate(phase.log, updated=frozenset(phase.update)) if phase.log else {}
-        loss = sum(self._weight(w) * values[t].float() for t, w in terms.items())
+        loss = weighted_sum((self._weight(w), values[t].float()) for t, w in terms.items())
         finite = bool(torch.isfinite(loss))
         if not self.replicas.all_true(finite):  # every rank skips or raises together
             bad = {t: float(values[t].detach()) for t in terms}
@@ -338,7 +382,7 @@ class Trainer:
             self.replicas.average_gradients(p for c in phase.update for p in self.exp.modules[c].parameters())
         if scaler is None:
             # (with fp16 the GradScaler skips steps with Inf gradients itself, by design)
-            bad_grads = self._non_finite_gradients(phase.update)
+            bad_grads = self._non_finite_gradients(phase.update, opt)
             if bad_grads:
                 return self._non_finite(opt, f"step {ex.step}, phase '{phase.label}': the gradient of "
                                              f"{', '.join(bad_grads)} is not finite (loss {float(loss.detach()):.4g})")
@@ -366,13 +410,13 @@ class Trainer:
             self.meter.add(phase.label, loss)
         return loss
 
-    def _non_finite_gradients(self, components) -> list[str]:
-        """The components whose gradients hold a NaN or Inf: one host sync per phase in the common
-        (all finite) case, the per-component search only when something is wrong."""
-        grads = {c: [p.grad for p in self.exp.modules[c].parameters() if p.grad is not None] for c in components}
-        flags = [torch.isfinite(g).all() for gs in grads.values() for g in gs]
-        if not flags or torch.stack(flags).all():
+    def _non_finite_gradients(self, components, opt: torch.optim.Optimizer) -> list[str]:
+        """The components whose gradients hold a NaN or Inf: one fused check of the gradients the
+        optimizer would apply in the common (all finite) case, the per-component search only when
+        something is wrong."""
+        if not any_non_finite([p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]):
             return []
+        grads = {c: [p.grad for p in self.exp.modules[c].parameters() if p.grad is not None] for c in components}
         return [c for c, gs in grads.items() if any(not torch.isfinite(g).all() for g in gs)]
 
     def _non_finite(self, opt: torch.optim.Optimizer, what: str) -> None:
@@ -400,19 +444,29 @@ class Trainer:
             for ba, bl in zip(avg.buffers(), live.buffers()):
                 ba.copy_(bl)
 
+    def _next_batch(self) -> dict:
+        batch = self.loader.next()
+        return batch_channels_last(batch) if self.train_cfg.channels_last else batch
+
     def train_step(self) -> None:
         step = self.step
         if self.plan is not None:
             self._apply_stage(step)
             self.meter.add("stage/resolution", torch.tensor(float(self.plan.resolution_at(step))))
             self.meter.add("stage/alpha", torch.tensor(self.plan.alpha_at(step)))
-        self.executor.begin(self.loader.next(), step)
+        # the step's phase runs, grouped by the batch they use: each extra critic iteration sees a
+        # fresh batch, as in WGAN; the executor is told a batch's runs so it can share values between them
+        batches: list[list[tuple[int, object]]] = [[]]
         for i, phase in enumerate(self.spec.phases):
             if step % phase.every:
                 continue
             for r in range(phase.repeat):
-                if r > 0:  # each extra critic iteration sees a fresh batch, as in WGAN
-                    self.executor.begin(self.loader.next(), step)
+                if r > 0:
+                    batches.append([])
+                batches[-1].append((i, phase))
+        for runs in batches:
+            self.executor.begin(self._next_batch(), step, [PhaseRun(phase.terms, phase.update) for _, phase in runs])
+            for i, phase in runs:
                 self.run_phase(i, phase)
         self.replicas.sync_buffers([*self.exp.modules.values(), *self.exp.ema.values()])
         self.step = step + 1
@@ -422,8 +476,8 @@ class Trainer:
         total = self.train_cfg.steps if steps is None else steps
         cfg = self.train_cfg
         sample_every = cfg.sample_every or cfg.checkpoint_every
-        if self.run is not None and self.tb is None:
-            self.tb = TensorBoardWriter(self.run.tensorboard)
+        if self.run is not None and self.loggers is None:
+            self.loggers = Loggers.open(self.exp, self.run.path)
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
@@ -438,9 +492,9 @@ class Trainer:
             self.executor.trainable_all()
             if bar is not None:
                 bar.close()
-            if self.tb is not None:
-                self.tb.close()
-                self.tb = None
+            if self.loggers is not None:
+                self.loggers.close()
+                self.loggers = None
 
     def _loop(self, total: int, cfg, sample_every: int, bar, started: float, stop: list) -> None:
         """Steps until ``total``: log, sample and checkpoint on schedule; stop cleanly on a signal."""
@@ -484,13 +538,11 @@ class Trainer:
         row = {"step": self.step, **values}
         if self.run is not None:
             self.run.append_metrics(row)
-            if self.tb is not None:
-                self.tb.scalars(values, self.step)
+            if self.loggers is not None:
+                self.loggers.log(self.step, values)
         if bar is not None:
             bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
 
     def _write_samples(self) -> None:
         from ..eval.artifacts import write_sample_grid
-        path = write_sample_grid(self.exp, self.run, self.step)
-        if path is not None and self.tb is not None:
-            pass  # the PNG is the record; TensorBoard gets scalars only, keeping event files small
+        write_sample_grid(self.exp, self.run, self.step)  # the PNG is the record; loggers get scalars only

@@ -6,6 +6,7 @@ from .losses import register_losses
 from .optim import register_optimizers
 from .schedules import register_schedules
 from .metrics import register_metrics
+from .loggers import register_loggers
 
 __all__ = ["register_components", "register_priors", "register_ops", "register_losses",
-           "register_optimizers", "register_schedules", "register_metrics"]
+           "register_optimizers", "register_schedules", "register_metrics", "register_loggers"]

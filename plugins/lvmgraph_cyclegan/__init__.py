@@ -26,7 +26,10 @@ def register_components(register):
 
 @hookimpl
 def register_specs(register):
-    register("cyclegan", TEMPLATES / "cyclegan.yaml")
+    register("cyclegan", TEMPLATES / "cyclegan.yaml",  # starter: what `lvmgraph new spec` adds
+             starter={"data": {"dataset": "domains", "kind": "classes", "base": "fashion_mnist",
+                               "class_a": "Sneaker", "class_b": "Ankle boot", "pad_to": 32,
+                               "value_range": [-1, 1], "batch_size": 1}})
 
 
 __all__ = ["ImagePool", "ImagePoolParams", "PatchDiscriminator", "PatchDiscriminatorParams", "ResnetGenerator",

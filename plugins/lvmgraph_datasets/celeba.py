@@ -252,7 +252,7 @@ def load_celeba(**settings) -> DatasetBundle:
         "name": "celeba", "kind": "image", "num_classes": 0, "class_names": [],
         "value_range": tuple(float(v) for v in p.value_range), "source": str(folder),
         "shape": (3, p.size, p.size), "native_shape": (3, p.size, p.size), "binarize": "none",
-        "attribute_names": names, "num_domains": 2 ** len(names), "domain_names": domain_names(names),
+        "shape_settings": {"size": "size"}, "attribute_names": names, "num_domains": 2 ** len(names), "domain_names": domain_names(names),
         "domain_attributes": table.tolist(),
         "splits": {"train": p.train_split, "test": p.test_split},
         "counts": {role: int(fields["x"].shape[0]) for role, fields in splits.items()},

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import AfterValidator, Field
 
-from lvmgraph import DatasetBundle, Params
+from lvmgraph import DatasetBundle, DataSettingError, Params
 
 Binarize = Literal["none", "threshold", "stochastic"]
 
@@ -95,8 +95,8 @@ def pad_images(x: torch.Tensor, size: int | None) -> torch.Tensor:
         return x
     h, w = x.shape[-2:]
     if size < h or size < w:
-        raise ValueError(f"pad_to={size} is smaller than the images ({h}x{w}); "
-                         f"use pad_to >= {max(h, w)} or leave it unset")
+        raise DataSettingError(f"pad_to={size} is smaller than the images ({h}x{w}); "
+                               f"use pad_to >= {max(h, w)} or leave it unset", setting="pad_to")
     top, left = (size - h) // 2, (size - w) // 2
     return F.pad(x, (left, size - w - left, top, size - h - top), value=0.0)
 
@@ -115,6 +115,12 @@ def prepare_images(x: torch.Tensor, *, split: str, seed: int, binarize: Binarize
     x = binarize_images(x, binarize, generator=split_generator(seed, split))
     x = pad_images(x, pad_to)
     return to_value_range(x, tuple(float(v) for v in value_range))
+
+
+def pad_shape_settings(native_shape) -> dict:
+    """``info["shape_settings"]`` of a dataset whose only size setting is ``pad_to``: it can make the
+    images larger than ``native_shape`` (c h w), never smaller (see ``lvmgraph.data.fit``)."""
+    return {"size": "pad_to", "min_size": int(max(native_shape[-2:]))}
 
 
 def labels_to_tensor(labels: np.ndarray) -> torch.Tensor:
@@ -141,5 +147,6 @@ def image_bundle(*, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.
         "shape": tuple(x_train.shape[1:]),
         "native_shape": tuple(int(v) for v in native_shape),
         "binarize": binarize,
+        "shape_settings": pad_shape_settings(native_shape),
     }
     return DatasetBundle(train={"x": x_train, "y": y_train}, test={"x": x_test, "y": y_test}, info=info)

@@ -18,7 +18,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from lvmgraph import DatasetBundle, Params
 
-from .common import DIGIT_NAMES, ValueRange, pad_images, to_value_range
+from .common import DIGIT_NAMES, ValueRange, pad_images, pad_shape_settings, to_value_range
 from .digits import DigitsParams, load_digits
 from .idx import FASHION_MNIST_NAMES, IdxParams, load_fashion_mnist, load_mnist
 from .morpho import THICK_AMOUNT, THIN_AMOUNT, thick, thin
@@ -157,6 +157,7 @@ def derived_info(*, name: str, base: LoadedBase, p: DerivedParams, shape: tuple[
         "native_shape": tuple(int(v) for v in native_shape),
         "binarize": base.info.get("binarize", "none"),
         "base": p.base,
+        "shape_settings": pad_shape_settings(native_shape),
         **extra,
     }
 

@@ -54,21 +54,31 @@ def image_files(folder: Path) -> list[Path]:
     return files
 
 
-def read_images(files: list[Path], *, size: int, mode: str) -> torch.Tensor:
-    """Image files -> float32 (n c size size) in [0, 1]."""
-    from PIL import Image, UnidentifiedImageError  # lazy: only this dataset needs PIL
+def open_image(path: Path, *, dataset: str):
+    """One image file as a loaded PIL image (any mode); DatasetUnavailable naming the file if unreadable."""
+    from PIL import Image, UnidentifiedImageError  # lazy: only the folder datasets need PIL
 
-    arrays = []
-    for path in files:
-        try:
-            with Image.open(path) as image:
-                image = image.convert("L" if mode == "grey" else "RGB").resize((size, size), Image.BICUBIC)
-                arrays.append(np.asarray(image, dtype=np.uint8))
-        except (UnidentifiedImageError, OSError) as err:
-            raise ValueError(f"image_folders: cannot read {path} as an image ({err}); "
-                             f"remove it or replace it with a png/jpg") from err
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
+    except (UnidentifiedImageError, OSError) as err:
+        raise DatasetUnavailable(f"{dataset}: cannot read {path} as an image ({err}); "
+                                 f"remove it or replace it with a png/jpg") from err
+
+
+def to_tensor(arrays: list[np.ndarray]) -> torch.Tensor:
+    """uint8 arrays (h w) or (h w c), one size -> float32 (n c h w) in [0, 1]."""
     x = torch.from_numpy(np.stack(arrays)).to(torch.float32).div_(255.0)
     return x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2).contiguous()
+
+
+def read_images(files: list[Path], *, size: int, mode: str) -> torch.Tensor:
+    """Image files -> float32 (n c size size) in [0, 1]."""
+    from PIL import Image
+
+    return to_tensor([np.asarray(open_image(path, dataset="image_folders").convert("L" if mode == "grey" else "RGB")
+                                 .resize((size, size), Image.BICUBIC), dtype=np.uint8) for path in files])
 
 
 def pair_up(n_a: int, n_b: int, pairing: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -104,5 +114,6 @@ def load_image_folders(**settings) -> DatasetBundle:
     info = {"name": "image_folders", "kind": "image", "num_classes": 0, "class_names": [],
             "value_range": tuple(float(v) for v in p.value_range), "source": str(root),
             "shape": (channels, p.size, p.size), "native_shape": (channels, p.size, p.size),
-            "binarize": "none", "domains": ["A", "B"], "files": counts, "pairing": p.pairing}
+            "binarize": "none", "shape_settings": {"size": "size", "channels": ["mode", {1: "grey", 3: "rgb"}]},
+            "domains": ["A", "B"], "files": counts, "pairing": p.pairing}
     return DatasetBundle(train=splits["train"], test=splits["test"], info=info)

@@ -35,7 +35,8 @@ def register_metrics(register):
 
 @hookimpl
 def register_specs(register):
-    register("progan", TEMPLATES / "progan.yaml")
+    register("progan", TEMPLATES / "progan.yaml",  # starter: what `lvmgraph new spec` adds
+             starter={"data": {"dataset": "fashion_mnist", "pad_to": 32, "value_range": [-1, 1]}})
 
 
 __all__ = ["DiscriminatorParams", "GeneratorParams", "ProGANDiscriminator", "ProGANGenerator", "SwdParams",

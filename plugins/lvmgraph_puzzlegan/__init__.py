@@ -38,7 +38,8 @@ def register_metrics(register):
 
 @hookimpl
 def register_specs(register):
-    register("puzzlegan", TEMPLATES / "puzzlegan.yaml")
+    register("puzzlegan", TEMPLATES / "puzzlegan.yaml",  # starter: what `lvmgraph new spec` adds
+             starter={"data": {"dataset": "fashion_mnist", "pad_to": 32, "value_range": [-1, 1]}})
 
 
 __all__ = ["MaskIouParams", "PartEncoder", "PartEncoderParams", "PuzzleGenerator", "PuzzleGeneratorParams",

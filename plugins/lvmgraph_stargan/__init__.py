@@ -28,7 +28,9 @@ def register_components(register):
 
 @hookimpl
 def register_specs(register):
-    register("stargan", TEMPLATES / "stargan.yaml")
+    register("stargan", TEMPLATES / "stargan.yaml",  # starter: what `lvmgraph new spec` adds
+             starter={"data": {"dataset": "attributes", "base": "fashion_mnist", "pad_to": 32,
+                               "value_range": [-1, 1]}})
 
 
 __all__ = ["StarGANDiscriminator", "StarGANDiscriminatorParams", "StarGANGenerator", "StarGANGeneratorParams",

@@ -44,7 +44,9 @@ def register_ops(register):
 
 @hookimpl
 def register_specs(register):
-    register("text2image", TEMPLATES / "text2image.yaml")
+    register("text2image", TEMPLATES / "text2image.yaml",  # starter: what `lvmgraph new spec` adds
+             starter={"data": {"dataset": "captions", "base": "fashion_mnist", "pad_to": 32,
+                               "value_range": [-1, 1]}})
 
 
 __all__ = ["MatchingDiscriminator", "MatchingDiscriminatorParams", "TextEncoder", "TextEncoderParams",
