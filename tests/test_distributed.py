@@ -260,7 +260,8 @@ def test_only_rank_zero_writes_the_run_directory(runs):
     result, run_dir = ok(runs["done"]["aae"]), runs["aae2"]
     assert result.stdout.count("run directory:") == 1  # rank 0 reports
     assert sorted(p.name for p in run_dir.iterdir()) == sorted(
-        ["spec.yaml", "run.json", "metrics.jsonl", "checkpoints", "samples", "tensorboard", "eval.json", "latent.png"])
+        ["spec.yaml", "run.json", "metrics.jsonl", "checkpoints", "samples", "tensorboard", "eval.json", "latent.png",
+         "report.html", "report"])
     assert [r["step"] for r in lg.RunDir(run_dir).read_metrics()] == [2, 4, 6, 8]  # each row once
     assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["step_00000004.png", "step_00000008.png"]
     assert len(list((run_dir / "tensorboard").iterdir())) == 1
