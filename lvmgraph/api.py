@@ -14,10 +14,11 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .experiment import Experiment, generate_outputs, prepare
+from .experiment import Experiment, generate_outputs, prepare, resolve_device
 from .graph.compile import ModelGraph
 from .report import during_training as report_during_training, try_write_report, write_report
 from .spec.load import LoadedSpec, load_spec
+from .train import distributed
 from .train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from .train.rundir import RunDir
 from .train.state import StateMismatch
@@ -70,21 +71,31 @@ def train(path: str | Path, *, out: str | Path | None = None, overrides: Sequenc
     """Train a spec into a new run directory and return it.
 
     Spec warnings (e.g. an unused component) go to ``on_warning`` (default: printed to stderr).
+    Under torchrun every process calls this; rank 0 alone writes the run directory (docs/DISTRIBUTED.md)
+    and every rank returns it.
     """
-    if out is not None:
+    if out is not None and distributed.launched_main():
         RunDir.check_new(out)  # refuse before spending time on data and a dry run
     loaded = load_spec(path, overrides)
+    replicas = distributed.setup(resolve_device(device or loaded.spec.train.device))
+    main = replicas.is_main
     exp = prepare(loaded, device=device)
-    for problem in exp.warnings:
-        (on_warning or _print_warning)(problem.render(with_file=True))
-    run = RunDir.create(loaded.spec.name, out)
-    run.write_spec(loaded.resolved(), str(path))
-    run.write_json("run.json", {"spec": str(path), "overrides": list(overrides), "started": time.time(),
-                                "device": str(exp.device), "torch": torch.__version__,
-                                "threads": torch.get_num_threads()})
-    trainer = Trainer(exp, run, progress=progress, callbacks=(*callbacks, report_during_training(exp, run)))
+    run = None
+    if main:
+        for problem in exp.warnings:
+            (on_warning or _print_warning)(problem.render(with_file=True))
+        run = RunDir.create(loaded.spec.name, out)
+        run.write_spec(loaded.resolved(), str(path))
+        run.write_json("run.json", {"spec": str(path), "overrides": list(overrides), "started": time.time(),
+                                    "device": str(exp.device), "torch": torch.__version__,
+                                    "threads": torch.get_num_threads(), "processes": replicas.world})
+    reporting = (report_during_training(exp, run),) if main else ()
+    trainer = Trainer(exp, run, progress=progress, callbacks=(*callbacks, *reporting))
     trainer.fit()
-    _finish(exp, run, evaluate)
+    if replicas.active:  # every rank learns the path; then the others leave while rank 0 evaluates
+        run = RunDir(replicas.broadcast(str(run.path) if main else None))
+    if main:
+        _finish(exp, run, evaluate)
     return run
 
 
@@ -102,26 +113,31 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
     are recorded in the run's run.json under ``resumes``."""
     run = RunDir.open(run_dir)
     loaded = load_spec(run.spec_file, overrides)
+    replicas = distributed.setup(resolve_device(device or loaded.spec.train.device))
     exp = prepare(loaded, device=device, check=False)
-    ckpt = latest_checkpoint(run.checkpoints)
+    ckpt = latest_checkpoint(run.checkpoints)  # (every rank reads the run directory; rank 0 writes it)
     if ckpt is None:
         raise CheckpointError(f"{run.checkpoints}: no complete checkpoint to resume from")
-    trainer = Trainer(exp, run, progress=progress, callbacks=(*callbacks, report_during_training(exp, run)))
+    main = replicas.is_main
+    reporting = (report_during_training(exp, run),) if main else ()
+    trainer = Trainer(exp, run if main else None, progress=progress, callbacks=(*callbacks, *reporting))
     try:
         trainer.load_state_dict(load_checkpoint(ckpt, map_location=exp.device))
     except StateMismatch as exc:
         raise StateMismatch(f"{ckpt}: cannot resume: {exc}") from None
-    for reason in trainer.resume_warnings:  # one line per reason the run will not continue bit for bit
-        (on_warning or _print_warning)(f"warning: the resume of {run.path} at step {trainer.step} is not exact: {reason}")
-    run.record_resume({"step": trainer.step, "checkpoint": ckpt.name, "overrides": list(overrides), "time": time.time(),
-                       "device": str(exp.device), "torch": str(torch.__version__), "threads": torch.get_num_threads(),
-                       "not_exact": list(trainer.resume_warnings)})
-    # a non-empty meter means the row at the checkpoint's step (if any) was an off-schedule last row
-    run.truncate_metrics(trainer.step, keep_at_step=not trainer.meter.counts)
-    if overrides:
-        run.write_spec(loaded.resolved(), f"{run.spec_file} with --set {' '.join(overrides)}")
+    if main:
+        for reason in trainer.resume_warnings:  # one line per reason the run will not continue bit for bit
+            (on_warning or _print_warning)(f"warning: the resume of {run.path} at step {trainer.step} is not exact: {reason}")
+        run.record_resume({"step": trainer.step, "checkpoint": ckpt.name, "overrides": list(overrides), "time": time.time(),
+                           "device": str(exp.device), "torch": str(torch.__version__), "threads": torch.get_num_threads(),
+                           "not_exact": list(trainer.resume_warnings)})
+        # a non-empty meter means the row at the checkpoint's step (if any) was an off-schedule last row
+        run.truncate_metrics(trainer.step, keep_at_step=not trainer.meter.counts)
+        if overrides:
+            run.write_spec(loaded.resolved(), f"{run.spec_file} with --set {' '.join(overrides)}")
     trainer.fit()
-    _finish(exp, run, evaluate)
+    if replicas.is_main:
+        _finish(exp, run, evaluate)
     return run
 
 

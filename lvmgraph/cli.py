@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -21,12 +22,18 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a spec value, e.g. --set train.steps=100 (repeatable)")
 
+    def add_nproc(sp):
+        sp.add_argument("--nproc", type=int, default=1, metavar="N",
+                        help="train in N local processes (torchrun --standalone --nproc-per-node=N; "
+                             "data.batch_size is per process; see docs/DISTRIBUTED.md)")
+
     r = sub.add_parser("run", help="train a spec into a new run directory")
     r.add_argument("spec")
     r.add_argument("--out", help="run directory (default runs/<name>-<timestamp>)")
     r.add_argument("--device", choices=["auto", "cpu", "cuda"])
     r.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_nproc(r)
     add_set(r)
 
     rs = sub.add_parser("resume", help="continue a run from its newest checkpoint")
@@ -34,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("--device", choices=["auto", "cpu", "cuda"])
     rs.add_argument("--no-eval", action="store_true")
     rs.add_argument("--quiet", action="store_true")
+    add_nproc(rs)
     add_set(rs)
 
     s = sub.add_parser(
@@ -120,7 +128,14 @@ sample.grid names them (its first row). One input to every domain (StarGAN):
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
+    if getattr(args, "nproc", 1) < 1:
+        print(f"error: --nproc {args.nproc}: give the number of processes, 1 or more", file=sys.stderr)
+        return EXIT_SPEC
+    if getattr(args, "nproc", 1) > 1 and "WORLD_SIZE" not in os.environ:  # (not yet under torchrun)
+        from .train.distributed import launch, without_nproc
+        return launch(args.nproc, without_nproc(argv))
     from .spec.errors import SpecError
     from .train.checkpoint import CheckpointError
     from .train.rundir import RunDirError
@@ -148,6 +163,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted; the newest checkpoint is intact — continue with `lvmgraph resume RUN`", file=sys.stderr)
         return 130
+    finally:
+        if args.command in ("run", "resume"):
+            from .train.distributed import shutdown
+            shutdown()
 
 
 def _print_warnings(exp) -> None:
@@ -172,6 +191,9 @@ def cmd_resume(args) -> int:
 
 
 def _report(run) -> None:
+    from .train import distributed
+    if not distributed.current().is_main:  # (under torchrun, rank 0 reports)
+        return
     rows = run.read_metrics()
     last = rows[-1] if rows else {}
     print(f"run directory: {run.path}")

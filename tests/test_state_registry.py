@@ -103,7 +103,7 @@ def test_the_trainer_state_is_the_registry_and_round_trips_completely(trained):
     _, saved = trained
     trainer = fresh_trainer()
     assert list(saved) == trainer.state.names() == [
-        "exactness", "step", "components", "ema", "optimizers", "scalers", "data", "meter", "skipped", "rng"]
+        "exactness", "step", "components", "ema", "optimizers", "scalers", "data", "meter", "skipped", "rng", "replicas"]
     assert saved["meter"]["counts"] and saved["data"]["position"] > 0
     trainer.load_state_dict(saved)
     assert trainer.resume_warnings == []

@@ -4,6 +4,11 @@ The order comes from a dedicated seeded generator, and the position in the epoch
 the state, so a resumed run sees exactly the batches an uninterrupted run would. A dataset's
 random augmentation (``DatasetBundle.augment``) draws from a second generator of its own, also
 part of the state: switching augmentation on or off leaves the batch order unchanged.
+
+Several processes (``world`` > 1, see ``lvmgraph.train.distributed``): ``batch_size`` is per
+process. Every process draws the same order (same seed) and steps through it by the global batch,
+``batch_size * world``; process ``rank`` takes its own slice. So at every step the processes
+together see exactly the examples one process with ``batch_size * world`` sees.
 """
 from __future__ import annotations
 
@@ -17,12 +22,15 @@ AUGMENT_SEED_OFFSET = 0x5EED_A06
 
 class IndexBatcher:
     def __init__(self, fields: dict[str, torch.Tensor], *, batch_size: int, device: torch.device,
-                 seed: int, shuffle: bool = True, drop_last: bool = True, augment: Augment | None = None):
+                 seed: int, shuffle: bool = True, drop_last: bool = True, rank: int = 0, world: int = 1,
+                 augment: Augment | None = None):
         self.fields = {k: v.to(device) for k, v in fields.items()}
         self.n = next(iter(self.fields.values())).shape[0]
-        if batch_size > self.n and drop_last:
-            raise ValueError(f"batch_size {batch_size} is larger than the dataset ({self.n})")
+        if batch_size * world > self.n and drop_last:
+            per = f" x {world} processes" if world > 1 else ""
+            raise ValueError(f"batch_size {batch_size}{per} is larger than the dataset ({self.n})")
         self.batch_size = batch_size
+        self.rank, self.world = rank, world
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.generator = torch.Generator().manual_seed(seed)
@@ -38,16 +46,29 @@ class IndexBatcher:
         return torch.arange(self.n)
 
     def next(self) -> dict[str, torch.Tensor]:
-        end = self.position + self.batch_size
+        size = self.batch_size * self.world
+        end = self.position + size
         if end > self.n and (self.drop_last or self.position >= self.n):
             self.epoch += 1
-            self.position, end = 0, self.batch_size
+            self.position, end = 0, size
             self.order = self._new_order()
         idx = self.order[self.position:min(end, self.n)]
         self.position = end
+        if self.world > 1:
+            idx = self._rank_slice(idx)
         idx = idx.to(next(iter(self.fields.values())).device)
         batch = {k: v.index_select(0, idx) for k, v in self.fields.items()}
         return self.augment(batch, self.augment_generator) if self.augment is not None else batch
+
+    def _rank_slice(self, idx: torch.Tensor) -> torch.Tensor:
+        """This rank's part of a global batch. A short last batch (drop_last: false) is split as
+        evenly as it goes, repeating its examples when it has fewer than one per process, so that
+        no process gets an empty batch."""
+        if len(idx) == self.batch_size * self.world:
+            return idx[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
+        if len(idx) < self.world:
+            idx = idx.repeat(-(-self.world // len(idx)))[:self.world]
+        return torch.tensor_split(idx, self.world)[self.rank]
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "position": self.position, "order": self.order.clone(),

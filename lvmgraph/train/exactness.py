@@ -107,5 +107,7 @@ def compare(saved: dict, now: dict) -> tuple[list[str], list[str]]:
     for key, what in (("torch", "torch version"), ("threads", "thread count"), ("device", "device"),
                       ("world_size", "world size")):
         if saved[key] != now[key]:
-            warnings.append(f"{what} changed from {saved[key]} to {now[key]}")
+            why = (": the data order is the same, but each process's batch slice and random draws differ"
+                   if key == "world_size" else "")
+            warnings.append(f"{what} changed from {saved[key]} to {now[key]}{why}")
     return refusals, warnings

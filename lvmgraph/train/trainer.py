@@ -9,12 +9,18 @@ A spec with ``stages:`` (progressive growing) also has a stage plan: before each
 trainer hands the stage's resolution and fade-in alpha to every component that grows (see
 ``Growable``), sets the stage's batch size, and when a stage starts adds the parameters it brings
 to the optimizers of the phases that update the component, with fresh optimizer state.
+
+Under torchrun (several processes, ``self.replicas``; see ``distributed``) each process takes its
+slice of the global batch, gradients are averaged before every optimizer step, decisions are
+agreed between the processes, and only rank 0 writes the run directory.
 """
 from __future__ import annotations
 
 import contextlib
 import random
+import sys
 import time
+import warnings
 from typing import Callable
 
 import torch
@@ -24,6 +30,7 @@ from ..data.loader import IndexBatcher
 from ..experiment import Experiment
 from ..graph.execute import PhaseRun
 from ..spec.errors import SpecError
+from . import distributed
 from .checkpoint import save_checkpoint
 from .exactness import compare, conditions
 from .logging import Loggers, LossMeter
@@ -49,10 +56,12 @@ class TrainingStopped(Exception):
 
 
 @contextlib.contextmanager
-def stop_requests(on_signal):
+def stop_requests(on_signal, *, second_sigint_interrupts: bool = True):
     """While training: SIGTERM and a first SIGINT call ``on_signal(name)`` instead of killing the
-    process mid-step (a second SIGINT interrupts at once). Only the main thread may install signal
-    handlers; elsewhere (a notebook worker thread) nothing is installed."""
+    process mid-step (a second SIGINT interrupts at once, unless ``second_sigint_interrupts`` is
+    off: under torchrun, which forwards the terminal's Ctrl-C to processes that already got it).
+    Only the main thread may install signal handlers; elsewhere (a notebook worker thread) nothing
+    is installed."""
     import signal
     import threading
     if threading.current_thread() is not threading.main_thread():
@@ -64,7 +73,7 @@ def stop_requests(on_signal):
 
     def handler(signum, frame):
         name = signal.Signals(signum).name
-        if signum == signal.SIGINT:
+        if signum == signal.SIGINT and second_sigint_interrupts:
             signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C: stop now
         on_signal(name)
 
@@ -109,7 +118,8 @@ class Trainer:
         self.run = run
         self.spec = exp.spec
         self.train_cfg = exp.spec.train
-        self.progress = self.train_cfg.progress if progress is None else progress
+        self.replicas = distributed.current()
+        self.progress = (self.train_cfg.progress if progress is None else progress) and self.replicas.is_main
         self.callbacks = list(callbacks)
         if self.train_cfg.threads:
             torch.set_num_threads(self.train_cfg.threads)
@@ -132,7 +142,15 @@ class Trainer:
         data = self.spec.data
         self.loader = IndexBatcher(exp.data.train, batch_size=data.batch_size, device=exp.device,
                                    seed=self.spec.seed, shuffle=data.shuffle, drop_last=data.drop_last,
+                                   rank=self.replicas.rank, world=self.replicas.world,
                                    augment=exp.data.augment)
+        # every rank checkpoints together (each sends its RNG state) when rank 0 has a run directory
+        self.saving = self.replicas.broadcast(run is not None)
+        if self.replicas.active:  # start from rank 0's weights; draw per-rank noise from here on
+            self.replicas.sync_modules([*exp.modules.values(), *exp.ema.values()])
+            self.replicas.seed_rank(self.spec.seed)
+        self.world_size = self.replicas.world  # recorded by the exactness entry of every checkpoint
+        self._gathered_ranks: list = []  # every rank's own state, gathered by save() for the replicas entry
         self.meter = LossMeter()
         self.step = 0
         self.loggers: Loggers | None = None  # train.loggers, open while fit() runs
@@ -234,10 +252,34 @@ class Trainer:
         state.register("skipped", lambda: self.skipped, lambda n: setattr(self, "skipped", int(n)),
                        what="the updates skipped for a non-finite loss")
         state.register("rng", rng_state, set_rng_state, what="the torch, CUDA and Python RNG states")
+        # several processes: each rank's RNG streams, open log interval and weight digest (rank 0's are
+        # also the entries above); [] from a one-process run. Restored after rng: it overrides it per rank.
+        state.register("replicas", lambda: {"ranks": self._gathered_ranks}, self._load_replica_state,
+                       what="every process's own RNG states and open log interval (multi-process runs)")
         return state
 
     def state_dict(self) -> dict:
         return self.state.state_dict()
+
+    def _replica_state(self) -> dict:
+        """What differs between ranks and exact resume needs: RNG streams and open log intervals."""
+        return {"rng": rng_state(), "meter": self.meter.state_dict(),
+                "digest": self.replicas.digest([*self.exp.modules.values(), *self.exp.ema.values()])}
+
+    def _load_replica_state(self, saved: dict | None) -> None:
+        """Each rank resumes its own RNG stream and log interval when the checkpoint was written by as
+        many processes as there are now; otherwise the run continues, but not exactly."""
+        ranks = saved["ranks"] if saved else None  # [] from a one-process run
+        world = len(ranks) if ranks else 1
+        if world == self.replicas.world:
+            if ranks:
+                set_rng_state(ranks[self.replicas.rank]["rng"])
+                self.meter.load_state_dict(ranks[self.replicas.rank]["meter"])
+            return
+        # (another process count: the exactness entry has put the reason in resume_warnings)
+        if not self.replicas.is_main:
+            self.meter = LossMeter()
+        self.replicas.seed_rank(self.spec.seed, self.step)
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a checkpoint; ``resume_warnings`` then lists why the resumed run may differ
@@ -285,11 +327,20 @@ class Trainer:
             self._enter_stage(self.stage_index + 1)
 
     def save(self) -> None:
+        if not self.saving:
+            return
+        ranks = self.replicas.all_gather(self._replica_state()) if self.replicas.active else None
+        if ranks and len({r["digest"] for r in ranks}) > 1:  # (a bug, or non-deterministic hardware)
+            warnings.warn(f"step {self.step}: the replicas' weights differ between processes; "
+                          "rank 0's are copied to every process", stacklevel=2)
+            self.replicas.sync_modules([*self.exp.modules.values(), *self.exp.ema.values()])
         if self.run is not None:
             cfg = self.train_cfg
             # only a value logged at this very step describes these weights; otherwise no metric
             metric = self.last_losses.get(cfg.best) if cfg.best and self.logged_at == self.step else None
-            save_checkpoint(self.run.checkpoints, self.step, self.state_dict(), keep=cfg.keep_checkpoints,
+            self._gathered_ranks = ranks or []
+            state = self.state_dict()
+            save_checkpoint(self.run.checkpoints, self.step, state, keep=cfg.keep_checkpoints,
                             metric=metric, mode=cfg.best_mode)
 
     # ---- one step ----------------------------------------------------------
@@ -317,13 +368,19 @@ class Trainer:
             with torch.no_grad():
                 watched = ex.evaluate(phase.log, updated=frozenset(phase.update)) if phase.log else {}
         loss = weighted_sum((self._weight(w), values[t].float()) for t, w in terms.items())
-        if not torch.isfinite(loss):
+        finite = bool(torch.isfinite(loss))
+        if not self.replicas.all_true(finite):  # every rank skips or raises together
             bad = {t: float(values[t].detach()) for t in terms}
-            return self._non_finite(opt, f"step {ex.step}, phase '{phase.label}': loss is not finite ({bad})")
+            where = "" if not self.replicas.active else (
+                f" on process {self.replicas.rank}" if not finite else " on another process")
+            return self._non_finite(opt, f"step {ex.step}, phase '{phase.label}': loss is not finite{where} ({bad})")
         if scaler is not None:
             scaler.scale(loss).backward()
         else:
             loss.backward()
+        if self.replicas.active:
+            self.replicas.average_gradients(p for c in phase.update for p in self.exp.modules[c].parameters())
+        if scaler is None:
             # (with fp16 the GradScaler skips steps with Inf gradients itself, by design)
             bad_grads = self._non_finite_gradients(phase.update, opt)
             if bad_grads:
@@ -411,6 +468,7 @@ class Trainer:
             self.executor.begin(self._next_batch(), step, [PhaseRun(phase.terms, phase.update) for _, phase in runs])
             for i, phase in runs:
                 self.run_phase(i, phase)
+        self.replicas.sync_buffers([*self.exp.modules.values(), *self.exp.ema.values()])
         self.step = step + 1
 
     # ---- the loop ------------------------------------------------------------
@@ -428,7 +486,7 @@ class Trainer:
         started = time.perf_counter()
         stop: list[str] = []  # the signal that asked training to stop, if any
         try:
-            with stop_requests(stop.append):
+            with stop_requests(stop.append, second_sigint_interrupts=not self.replicas.active):
                 self._loop(total, cfg, sample_every, bar, started, stop)
         finally:
             self.executor.trainable_all()
@@ -459,19 +517,21 @@ class Trainer:
                 saved_at = self.step
             for cb in self.callbacks:
                 cb(self)
-            if stop and self.step < total:
+            if self.step < total and self.replicas.any_true(bool(stop)):  # a signal to one rank stops all
                 # the step is complete: checkpoint it (the open log interval is part of the
                 # state), so a resume continues exactly as an uninterrupted run would
-                if saved_at != self.step and self.run is not None:
+                if saved_at != self.step:
                     self.save()
-                raise TrainingStopped(self.step, stop[0], saved=self.run is not None)
-        if self.step == first_step and self.meter.counts:
+                self.replicas.barrier()  # no process exits (torchrun then ends the others) before the save
+                raise TrainingStopped(self.step, stop[0] if stop else "another process's signal",
+                                      saved=self.saving)
+        if self.step == first_step and self.replicas.any_true(bool(self.meter.counts)):
             self._log(time.perf_counter() - started, bar, peek=True)  # resumed at the end: rewrite the last row
-        if saved_at != self.step and self.run is not None:
+        if saved_at != self.step:
             self.save()  # resuming at the end (steps unchanged) still leaves a checkpoint
 
     def _log(self, elapsed: float, bar, peek: bool = False) -> None:
-        values = self.meter.peek() if peek else self.meter.flush()
+        values = self.replicas.mean_values(self.meter.peek() if peek else self.meter.flush())
         if not values:
             return
         self.last_losses, self.logged_at = values, self.step
