@@ -260,7 +260,9 @@ def test_compare_sorts_each_difference_into_refusal_warning_or_nothing():
                         "seed changed from 0 to 3"]
     _, warnings = compare(saved, conds(torch="9.9", threads=4, device="cuda", world_size=2))
     assert warnings == [f"torch version changed from {torch.__version__} to 9.9", "thread count changed from 1 to 4",
-                        "device changed from cpu to cuda", "world size changed from 1 to 2"]
+                        "device changed from cpu to cuda",
+                        "world size changed from 1 to 2: the data order is the same, but each process's batch slice "
+                        "and random draws differ"]
 
 
 def test_resume_with_a_changed_model_is_refused_naming_the_change_and_trains_nothing(trained, tmp_path, capsys):
