@@ -26,6 +26,7 @@ from lvmgraph_cyclegan import ResnetGenerator
 from lvmgraph_datasets import load_digits
 from lvmgraph_stargan import (StarGANDiscriminator, StarGANDiscriminatorParams, StarGANGenerator,
                               StarGANGeneratorParams, attribute_accuracy, tile_label)
+from lvmgraph_stargan.generator import ConditionalInstanceNorm
 
 
 @pytest.fixture(autouse=True)
@@ -123,6 +124,61 @@ def test_the_output_depends_on_the_label_and_reflection_padding_would_erase_it()
                                    reflect(torch.cat([x, tile_label(b, x)], 1)), atol=1e-5, rtol=0)
 
 
+def label_effect(g: StarGANGenerator, x: torch.Tensor) -> float:
+    """Mean |G(x, domain 0) - G(x, domain 4)|: how much the label alone moves the output."""
+    a, b = torch.eye(6)[[0] * len(x)], torch.eye(6)[[4] * len(x)]
+    with torch.no_grad():
+        return (g(x, a) - g(x, b)).abs().mean().item()
+
+
+def test_adain_conditions_every_norm_and_moves_the_output_far_more_than_concatenation():
+    """Concatenated, a constant label channel reaches G only through the zero-padded border (the
+    instance norm removes the rest); as every norm's scale and shift it acts everywhere."""
+    g = StarGANGenerator(in_shape=[3, 32, 32], c_dim=6, width=8, n_blocks=2, condition="adain")
+    assert g.net[0].in_channels == 3  # no label channels
+    norms = [m for m in g.modules() if isinstance(m, (nn.InstanceNorm2d, ConditionalInstanceNorm))]
+    conditional = [m for m in g.modules() if isinstance(m, ConditionalInstanceNorm)]
+    assert len(conditional) == 1 + 2 + 2 * 2 + 2 and all(not m.norm.affine for m in conditional)
+    assert len(norms) == 2 * len(conditional)  # each wraps one parameter-free instance norm
+    # a known input: per-sample, per-channel standardisation, then domain k's column of scale and shift
+    cin = conditional[0]
+    h, c = torch.randn(2, 8, 5, 5), torch.eye(6)[[1, 3]]
+    mean, var = h.mean((2, 3), keepdim=True), h.var((2, 3), unbiased=False, keepdim=True)
+    scale, shift = cin.scale.weight.T[[1, 3]], cin.shift.weight.T[[1, 3]]
+    expected = (h - mean) / torch.sqrt(var + cin.norm.eps) * (1 + scale)[:, :, None, None] + shift[:, :, None, None]
+    torch.testing.assert_close(cin(h, c), expected)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        x = torch.randn(4, 3, 32, 32)
+        concat = label_effect(StarGANGenerator(in_shape=[3, 32, 32], c_dim=6, width=8, n_blocks=2), x)
+        adain = label_effect(StarGANGenerator(in_shape=[3, 32, 32], c_dim=6, width=8, n_blocks=2,
+                                              condition="adain"), x)
+        assert adain > 2 * concat, (seed, adain, concat)
+
+
+def test_adain_generator_learns_a_per_domain_output_level():
+    """The label-driven scales and shifts get gradients and learn: G(x, k) -> level k everywhere."""
+    torch.manual_seed(0)
+    g = StarGANGenerator(in_shape=[1, 8, 8], c_dim=3, width=8, n_blocks=1, condition="adain")
+    opt = torch.optim.Adam(g.parameters(), lr=3e-3)
+    levels = torch.tensor(LEVELS)
+
+    def error() -> torch.Tensor:
+        x, k = torch.randn(24, 1, 8, 8), torch.arange(24) % 3
+        return (g(x, torch.eye(3)[k]) - levels[k].view(-1, 1, 1, 1)).abs().mean()
+
+    with torch.no_grad():
+        before = error().item()
+    for _ in range(60):
+        opt.zero_grad()
+        error().backward()
+        opt.step()
+    with torch.no_grad():
+        after = error().item()
+    assert after < 0.25 * before, (before, after)
+    assert all(m.scale.weight.grad.abs().sum() > 0 for m in g.modules() if isinstance(m, ConditionalInstanceNorm))
+
+
 def test_wrong_labels_and_sizes_are_explained():
     g = StarGANGenerator(in_shape=[1, 8, 8], c_dim=3, width=4, n_blocks=1)
     x = torch.randn(2, 1, 8, 8)
@@ -140,6 +196,10 @@ def test_wrong_labels_and_sizes_are_explained():
         StarGANGeneratorParams(in_shape=[3, 4, 4], c_dim=2)
     with pytest.raises(ValidationError):
         StarGANGeneratorParams(in_shape=[3, 32, 32], c_dim=0)
+    with pytest.raises(ValidationError, match=r"adain modulates the instance norms.*set norm: instance"):
+        StarGANGeneratorParams(in_shape=[3, 32, 32], c_dim=2, condition="adain", norm="batch")
+    with pytest.raises(ValidationError, match="condition"):
+        StarGANGeneratorParams(in_shape=[3, 32, 32], c_dim=2, condition="film")
 
 
 # ----------------------------------------------------------------------------- losses on known inputs

@@ -23,10 +23,17 @@ remove; that is how the paper's G sees c. The other reasons for a component of i
 width is a named, validated setting (``c_dim``), a wrong label (class indices, the wrong width)
 fails with a message naming ``c_dim`` and ``one_hot``, and the graph reads like the paper,
 ``generator(x, c_trg)``.
+
+``condition: adain`` (conditional instance norm, Dumoulin et al., ICLR 2017; the label-driven
+scale and shift of AdaIN, Huang & Belongie 2017) is the alternative to reaching G through the
+border: the label is not concatenated; every instance norm instead takes its scale and shift from
+the label, ``IN(h) * (1 + W_s c) + W_b c`` with one (channels x k) matrix pair per norm, so each
+target domain has its own per-channel statistics at every layer, everywhere on the image. With a
+one-hot c that is one learnt (scale, shift) row per domain; with multi-hot attributes the rows add.
 """
 from __future__ import annotations
 
-from typing import Annotated, Sequence
+from typing import Annotated, Literal, Sequence
 
 import torch
 from pydantic import Field, PositiveInt, model_validator
@@ -37,6 +44,7 @@ from lvmgraph_cyclegan.layers import Norm, OutActivation, make_out_activation
 from lvmgraph_cyclegan.layers import make_norm as cyclegan_norm
 
 ImageShape = Annotated[list[PositiveInt], Field(min_length=3, max_length=3)]
+Condition = Literal["concat", "adain"]
 
 STEM_KERNEL, STEM_PADDING = 7, 3
 MIN_BOTTLENECK = 2  # instance norm needs more than one position per map
@@ -104,54 +112,92 @@ class StarGANGeneratorParams(Params):
                                                         "batch or none; after every conv but the output conv")
     out_activation: OutActivation = Field(default="tanh", description="tanh (data in [-1, 1], the paper), "
                                                                        "sigmoid ([0, 1]) or none")
+    condition: Condition = Field(default="concat", description="how c reaches G: concat (the paper: replicated "
+                                                                "and concatenated to the image) or adain (every "
+                                                                "instance norm's scale and shift computed from c)")
 
     @model_validator(mode="after")
     def _fits(self):
         bottleneck_size(self.in_shape, self.n_downsampling)
+        if self.condition == "adain" and self.norm != "instance":
+            raise ValueError(f"condition: adain modulates the instance norms, but norm is {self.norm!r}; "
+                             f"set norm: instance or condition: concat")
         return self
+
+
+class ConditionalInstanceNorm(nn.Module):
+    """h (b n h w), c (b k) -> IN(h) * (1 + W_s c) + W_b c: instance norm whose scale and shift come from c."""
+
+    def __init__(self, channels: int, c_dim: int):
+        super().__init__()
+        self.norm = nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+        self.scale = nn.Linear(c_dim, channels, bias=False)  # default init: U(+-1/sqrt(k)), so labels differ at once
+        self.shift = nn.Linear(c_dim, channels, bias=False)
+
+    def forward(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return self.norm(h) * (1 + self.scale(c))[:, :, None, None] + self.shift(c)[:, :, None, None]
+
+
+def norm_layer(norm: str, channels: int, c_dim: int | None) -> nn.Module:
+    """The norm after a conv: label-conditioned when c_dim is given (condition: adain), else make_norm's."""
+    return ConditionalInstanceNorm(channels, c_dim) if c_dim else make_norm(norm, channels)
+
+
+def run_layers(layers: nn.Module, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """h through each layer in turn, handing c to the layers that take it (conditional norms, blocks)."""
+    for layer in layers:
+        h = layer(h, c) if isinstance(layer, (ConditionalInstanceNorm, ResidualBlock)) else layer(h)
+    return h
 
 
 class ResidualBlock(nn.Module):
     """x (b c h w) -> x + f(x) (b c h w), f = [conv 3x3, norm, ReLU, conv 3x3, norm], zero padding."""
 
-    def __init__(self, channels: int, norm: str):
+    def __init__(self, channels: int, norm: str, c_dim: int | None = None):
         super().__init__()
         bias = norm == "none"  # a bias before a norm is subtracted away again
         self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1, bias=bias), make_norm(norm, channels), nn.ReLU(),
-            nn.Conv2d(channels, channels, 3, padding=1, bias=bias), make_norm(norm, channels))
+            nn.Conv2d(channels, channels, 3, padding=1, bias=bias), norm_layer(norm, channels, c_dim), nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=bias), norm_layer(norm, channels, c_dim))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        return x + run_layers(self.body, x, c)
 
 
 class StarGANGenerator(nn.Module):
     """x (b c h w), c (b k) -> G(x, c) (b c h w): x translated to the domain (or attributes) c.
 
-    ``c_dim`` is k; ``stages`` lists (name, channels, h, w) of every map, as in the paper's table.
+    ``c_dim`` is k; ``stages`` lists (name, channels, h, w) of every map, as in the paper's table;
+    ``condition`` says how c enters (module docstring).
     """
 
     def __init__(self, *, in_shape: Sequence[int], c_dim: int, width: int = 64, n_blocks: int = 6,
-                 n_downsampling: int = 2, norm: str = "instance", out_activation: str = "tanh"):
+                 n_downsampling: int = 2, norm: str = "instance", out_activation: str = "tanh",
+                 condition: str = "concat"):
         super().__init__()
         self.in_shape = tuple(int(s) for s in in_shape)
         self.c_dim = int(c_dim)
+        self.condition = condition
         bh, bw = bottleneck_size(self.in_shape, n_downsampling)
         c_img, h, w = self.in_shape
         bias = norm == "none"
+        label_channels = self.c_dim if condition == "concat" else 0
+        norm_c_dim = self.c_dim if condition == "adain" else None
+
         layers: list[nn.Module] = [
-            nn.Conv2d(c_img + self.c_dim, width, STEM_KERNEL, padding=STEM_PADDING, bias=bias),
-            make_norm(norm, width), nn.ReLU()]
+            nn.Conv2d(c_img + label_channels, width, STEM_KERNEL, padding=STEM_PADDING, bias=bias),
+            norm_layer(norm, width, norm_c_dim), nn.ReLU()]
         self.stages = [("stem", width, h, w)]
         c = width
         for _ in range(n_downsampling):
-            layers += [nn.Conv2d(c, 2 * c, 4, stride=2, padding=1, bias=bias), make_norm(norm, 2 * c), nn.ReLU()]
+            layers += [nn.Conv2d(c, 2 * c, 4, stride=2, padding=1, bias=bias), norm_layer(norm, 2 * c, norm_c_dim),
+                       nn.ReLU()]
             c, h, w = 2 * c, h // 2, w // 2
             self.stages.append(("down", c, h, w))
-        layers += [ResidualBlock(c, norm) for _ in range(n_blocks)]
+        layers += [ResidualBlock(c, norm, norm_c_dim) for _ in range(n_blocks)]
         self.stages += [("residual", c, bh, bw)] * n_blocks
         for _ in range(n_downsampling):
-            layers += [nn.ConvTranspose2d(c, c // 2, 4, stride=2, padding=1, bias=bias), make_norm(norm, c // 2),
+            layers += [nn.ConvTranspose2d(c, c // 2, 4, stride=2, padding=1, bias=bias), norm_layer(norm, c // 2, norm_c_dim),
                        nn.ReLU()]
             c, h, w = c // 2, h * 2, w * 2
             self.stages.append(("up", c, h, w))
@@ -162,4 +208,7 @@ class StarGANGenerator(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         check_shape(x, self.in_shape, what="stargan_generator 'in_shape'", setting="in_shape")
         check_label(c, x, self.c_dim)
-        return self.net(torch.cat([x, tile_label(c.to(x.dtype), x)], dim=1))
+        c = c.to(x.dtype)
+        if self.condition == "concat":
+            return self.net(torch.cat([x, tile_label(c, x)], dim=1))
+        return run_layers(self.net, x, c)
