@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..train.checkpoint import _step_of, list_checkpoints
+from ..train.checkpoint import step_of, list_checkpoints
 from ..train.rundir import RunDir
 
 _STEP = re.compile(r"step_(\d+)\.png$")
@@ -63,5 +63,5 @@ def collect(run: RunDir) -> RunContents:
         samples=sample_grids(run),
         latent_plot=latent if latent.exists() else None,
         evaluation=_read_json(run.eval_file),
-        checkpoints=[_step_of(p) for p in list_checkpoints(run.checkpoints)],
+        checkpoints=[step_of(p) for p in list_checkpoints(run.checkpoints)],
     )

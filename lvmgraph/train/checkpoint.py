@@ -96,7 +96,7 @@ def check_saveable(state, path: tuple = ()) -> None:
 
 # ----------------------------------------------------------------------------- names
 
-def _step_of(path: Path) -> int | None:
+def step_of(path: Path) -> int | None:
     found = _COMMITTED.match(path.name) or _REPLACED.match(path.name)
     return int(found.group(1)) if found else None
 
@@ -116,7 +116,7 @@ def list_checkpoints(root: str | Path) -> list[Path]:
     by_step: dict[int, Path] = {}
     replaced: dict[int, Path] = {}
     for p in root.iterdir():
-        step = _step_of(p)
+        step = step_of(p)
         if step is None or not p.is_dir() or not (p / MANIFEST).exists():
             continue
         (by_step if _COMMITTED.match(p.name) else replaced)[step] = p
@@ -158,7 +158,7 @@ def read_manifest(path: str | Path) -> dict:
     bad = _manifest_problem(manifest)
     if bad:
         raise CheckpointError(f"{file}: {bad}")
-    step = _step_of(path)
+    step = step_of(path)
     if step is not None and step != manifest["step"]:
         raise CheckpointError(f"{file}: says step {manifest['step']} but the directory is {path.name}")
     return manifest
@@ -373,7 +373,7 @@ def save_checkpoint(root: str | Path, step: int, state: dict, *, keep: int = 3,
 
 def _evict(path: Path) -> None:
     """Rename out of the committed namespace first, so a crash mid-delete never leaves a torn ``step_*``."""
-    gone = path.parent / f".del-{_dir_name(_step_of(path))}-{os.getpid()}"
+    gone = path.parent / f".del-{_dir_name(step_of(path))}-{os.getpid()}"
     try:
         if gone.exists():
             shutil.rmtree(gone)
@@ -384,14 +384,14 @@ def _evict(path: Path) -> None:
 
 
 def _prune(root: Path, keep: int, newest: Path, mode: str | None) -> None:
-    step = _step_of(newest)
+    step = step_of(newest)
     complete = list_checkpoints(root)
-    future = [p for p in complete if _step_of(p) > step]
+    future = [p for p in complete if step_of(p) > step]
     for path in future:
         warnings.warn(f"removing {path.name}: this run continued from an earlier checkpoint, "
                       f"so it is no longer this run's future", stacklevel=3)
         _evict(path)
-    complete = [p for p in complete if _step_of(p) <= step]
+    complete = [p for p in complete if step_of(p) <= step]
     kept = set(complete if keep <= 0 else complete[-keep:]) | {newest}
     best = _best(complete, mode, trusted=newest)
     if best is not None:
