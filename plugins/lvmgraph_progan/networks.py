@@ -70,7 +70,7 @@ CHANNELS_HELP = ("feature maps per resolution 4, 8, ..., H: a list with one entr
                  "every doubling after)")
 
 
-def ladder(image_shape: Sequence[int], channels: Sequence[int] | WidthRule, setting: str) -> tuple[int, ...]:
+def ladder(image_shape: Sequence[int], channels: Sequence[int] | WidthRule | dict, setting: str) -> tuple[int, ...]:
     """The resolutions 4, 8, ..., H of a square image shape [c, H, H], one per entry of ``channels``
     when it is a list; ShapeMismatch naming the setting and the fix otherwise."""
     _, h, w = (int(s) for s in image_shape)
@@ -79,7 +79,7 @@ def ladder(image_shape: Sequence[int], channels: Sequence[int] | WidthRule, sett
                             f"2 and at least {FIRST} (e.g. [1, 32, 32]); pad or resize the data (data.pad_to, "
                             f"data.size)")
     sizes = tuple(FIRST * 2 ** i for i in range(int(math.log2(h // FIRST)) + 1))
-    if not isinstance(channels, WidthRule) and len(channels) != len(sizes):
+    if not isinstance(channels, (WidthRule, dict)) and len(channels) != len(sizes):
         raise ShapeMismatch(f"channels has {len(channels)} entries but {setting} {list(image_shape)} needs "
                             f"{len(sizes)}, one per resolution {', '.join(map(str, sizes))}; or give a rule "
                             f"{{fmap_base: ..., fmap_max: ...}} that fits any size")
