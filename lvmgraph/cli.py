@@ -397,7 +397,8 @@ def cmd_plugins(args) -> int:
                 if d["doc"]:
                     print("  " + d["doc"].replace("\n", "\n  "))
                 for name, f in d["settings"].items():
-                    default = "required" if f["required"] else f"default {f['default']!r}"
+                    default = ("from the data" if f.get("from_data") else
+                               "required" if f["required"] else f"default {f['default']!r}")
                     print(f"    {name}: {f['type']} ({default}) {f['description']}")
                 print()
         return EXIT_OK

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .data.base import DatasetBundle, DataSettingError, DatasetUnavailable
+from .data.fill import Filled, fill_from_data
 from .data.fit import data_misfit
 from .graph.compile import ComponentCall, ModelGraph, compile_graph, walk
 from .graph.execute import Executor, GraphEvalError
@@ -37,6 +38,7 @@ class Experiment:
     device: torch.device
     warnings: list[Problem] = field(default_factory=list)
     ema: dict[str, nn.Module] = field(default_factory=dict)  # averaged copies (train.ema), used for sampling
+    from_data: dict[str, list[Filled]] = field(default_factory=dict)  # component settings taken from the data
 
     @property
     def spec(self):
@@ -223,12 +225,16 @@ def prepare(loaded: LoadedSpec, *, registry: Registry | None = None, device: str
     problems = list(loaded.problems)
     data = None
     fields: tuple = ()
+    filled: dict[str, list[Filled]] = {}
     if not any(p.path[:1] == ("data",) for p in problems if p.severity == "error"):
         try:
             data = load_data(loaded, registry)
             fields = tuple(data.fields)
         except SpecError as exc:
             problems += exc.problems
+        else:  # component settings the spec leaves to the data (lvmgraph.data.fill)
+            filled, fill_problems = fill_from_data(loaded, data)
+            problems += fill_problems
     graph, graph_problems = compile_graph(loaded, registry, fields or ("x", "y"))
     problems += graph_problems
     problems += _sample_problems(loaded, graph)
@@ -257,7 +263,7 @@ def prepare(loaded: LoadedSpec, *, registry: Registry | None = None, device: str
     dev = resolve_device(device or loaded.spec.train.device)
     modules.to(dev)
     exp = Experiment(loaded, registry, graph, data, modules, build_schedules(loaded, registry), dev,
-                     [p for p in problems if p.severity == "warning"])
+                     [p for p in problems if p.severity == "warning"], from_data=filled)
     # EMA copies start equal to the freshly initialised weights and never require grad
     exp.ema = {name: copy.deepcopy(modules[name]).requires_grad_(False) for name in loaded.spec.train.ema}
     from .train.stages import stage_plan_problems  # (train imports this module)

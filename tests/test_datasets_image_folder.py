@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from ruamel.yaml import YAML
 
 import lvmgraph.api as lg
 from lvmgraph import DataSettingError, DatasetUnavailable
@@ -283,26 +284,53 @@ def test_flip_augmented_training_is_seeded_and_resumes_exactly(pictures, tmp_pat
 # ------------------------------------------------------------------------------- ProGAN at 64 px
 
 
-def test_the_progan_spec_grows_to_64px_pictures_with_one_more_stage(tmp_path):
-    """Issue 6: the shipped 4 -> 32 spec on a 64 px folder. Beside the data settings, the change is
-    the stage list plus what a 64 px level needs: the networks' image shape and one more width each
-    (the spec's header and docs/tutorials/own_images.md). Run in miniature (tests/test_progan_spec.py)."""
-    write_pngs(tmp_path / "pics", rgb_images(np.random.default_rng(7), 16, (64, 64), 128))
-    spec = ROOT / "specs" / "progan_fashion_mnist.yaml"
-    data = ["data.dataset=image_folder", f"data.root={tmp_path / 'pics'}", "data.pad_to=null", "data.channels=1",
-            "data.batch_size=4"]
-    grow = ["components.generator.out_shape=[1,64,64]", "components.discriminator.in_shape=[1,64,64]",
-            "components.generator.channels=[64,32,16,8,8]", "components.discriminator.channels=[64,32,16,8,8]"]
-    stages = ("stages=[{resolution: 4, stable_steps: 1, batch_size: 4}"
-              + "".join(f", {{resolution: {r}, fade_steps: 2, stable_steps: 1, batch_size: 4}}" for r in (8, 16, 32, 64))
-              + "]")
-    with pytest.raises(SpecError, match="resolution 64 is not one component 'generator' can grow to"):
-        lg.validate(spec, [*data, stages])  # the stages alone: the networks stop at 32
-    run = lg.train(spec, out=tmp_path / "run", evaluate=False, progress=False,
-                   overrides=[*data, *grow, stages, "train.log_every=1", "train.threads=1",
-                              "train.checkpoint_every=100", "train.sample_every=100"])
-    rows = run.read_metrics()
+PROGAN = ROOT / "specs" / "progan_fashion_mnist.yaml"
+
+
+def progan_on_folder(tmp_path: Path, folder: Path, size: int, name: str) -> Path:
+    """The shipped ProGAN spec with only its data (a folder of ``size`` px grey pictures) and its stage
+    list (on to ``size``, a few images per stage) replaced: issue 6's "change the stage list only".
+    Round-trip YAML keeps everything else as written, comments included."""
+    spec = YAML().load(PROGAN)
+    spec["data"] = {"dataset": "image_folder", "root": str(folder), "size": size, "channels": 1, "batch_size": 4,
+                    "value_range": [-1, 1]}
+    spec["stages"] = [{"resolution": 4, "stable_images": 4}] + [
+        {"resolution": 2 ** k, "fade_images": 8, "stable_images": 4} for k in range(3, size.bit_length())]
+    path = tmp_path / f"{name}.yaml"
+    YAML().dump(spec, path)
+    return path
+
+
+def test_the_progan_spec_grows_to_64px_pictures_by_its_stage_list_alone(tmp_path):
+    """Issue 6: the networks take their image shape from the data and their widths from a rule, so
+    the shipped 4 -> 32 spec trains on 64 px pictures through the CLI across the 32 -> 64 switch."""
+    write_pngs(tmp_path / "pics", rgb_images(np.random.default_rng(7), 64, (64, 64), 128))
+    path = progan_on_folder(tmp_path, tmp_path / "pics", 64, "progan64")
+    shipped, changed = YAML(typ="safe").load(PROGAN), YAML(typ="safe").load(path)
+    assert {k for k in shipped if shipped[k] != changed[k]} == {"data", "stages"}
+    with pytest.raises(SpecError) as info:  # the data alone: the shipped stages stop at 32
+        lg.validate(PROGAN, [f"data={changed['data']}"])
+    assert "the stages end at 32 but components 'generator' and 'discriminator' grow to 64, the data's image size" \
+           in info.value.render() and "add stages up to 64, or make the data's images 32 px (data.size: 32)" \
+           in info.value.render(), info.value.render()
+
+    assert cli_main(["run", str(path), "--out", str(tmp_path / "run"), *QUIET]) == 0
+    run = lg.open_run(tmp_path / "run")
+    rows = run.run.read_metrics()
     assert [(r["stage/resolution"], r["stage/alpha"]) for r in rows] == \
         [(4, 1.0)] + [(r, a) for r in (8, 16, 32, 64) for a in (0.0, 0.5, 1.0)]
-    sample = lg.open_run(run.path).sample(2)
+    for name in ("generator", "discriminator"):
+        net = run.experiment.modules[name]
+        assert net.resolutions == (4, 8, 16, 32, 64) and net.widths == [64, 32, 16, 8, 4]
+    assert run.experiment.loaded.resolved()["components"]["generator"]["out_shape"] == [1, 64, 64]
+    sample = run.sample(2)
     assert sample.shape == (2, 1, 64, 64) and torch.isfinite(sample).all()
+
+
+def test_the_progan_spec_builds_for_256px_pictures_with_seven_levels(tmp_path):
+    write_pngs(tmp_path / "pics", rgb_images(np.random.default_rng(7), 8, (64, 64), 128))
+    exp = lg.validate(progan_on_folder(tmp_path, tmp_path / "pics", 256, "progan256"))  # builds and dry-runs
+    generator, discriminator = exp.modules["generator"], exp.modules["discriminator"]
+    assert generator.resolutions == discriminator.resolutions == (4, 8, 16, 32, 64, 128, 256)
+    assert len(generator.blocks) == len(generator.to_rgb) == len(discriminator.from_rgb) == 7
+    assert generator.widths == [64, 32, 16, 8, 4, 2, 1] and generator.out_shape == (1, 256, 256)

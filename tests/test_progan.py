@@ -14,7 +14,7 @@ import torch.nn.functional as F
 import lvmgraph.api as lg
 from lvmgraph.spec.errors import SpecError
 from lvmgraph.train.stages import Growable, StagePlan
-from lvmgraph_progan import ProGANDiscriminator, ProGANGenerator, progressive_resize
+from lvmgraph_progan import ProGANDiscriminator, ProGANGenerator, WidthRule, progressive_resize
 from lvmgraph_progan.layers import EqualizedConv2d, EqualizedLinear, minibatch_stddev, pixel_norm
 from lvmgraph_progan.swd import (SwdParams, descriptors, laplacian_pyramid, normalise, pyr_down, pyr_up,
                                  sliced_wasserstein)
@@ -154,6 +154,82 @@ def test_bad_sizes_are_spec_errors_at_the_component_naming_the_fix(tmp_path):
            "is a power of 2 and at least 4" in text, text
 
 
+def test_the_width_rule_gives_the_papers_widths_and_builds_what_the_same_list_builds():
+    sizes = [4, 8, 16, 32, 64, 128, 256, 512, 1024]
+    assert WidthRule().widths(sizes) == [512, 512, 512, 512, 256, 128, 64, 32, 16]  # the paper's table 2
+    fashion = WidthRule(fmap_base=128, fmap_max=64)
+    assert fashion.widths(sizes[:5]) == [64, 32, 16, 8, 4]
+    assert WidthRule(fmap_base=128, fmap_max=64, fmap_min=8).widths(sizes[:5]) == [64, 32, 16, 8, 8]
+    # a rule and the list it gives build the same network, weights drawn in the same order
+    for make, shape in ((ProGANGenerator, {"in_shape": [8], "out_shape": [1, 32, 32]}),
+                        (ProGANDiscriminator, {"in_shape": [1, 32, 32]})):
+        torch.manual_seed(0)
+        by_rule = make(**shape, channels=fashion).state_dict()
+        torch.manual_seed(0)
+        by_list = make(**shape, channels=[64, 32, 16, 8]).state_dict()
+        assert list(by_rule) == list(by_list) and all(torch.equal(by_rule[k], by_list[k]) for k in by_rule)
+
+
+FROM_DATA = ["components.generator.out_shape=null", "components.discriminator.in_shape=null",
+             "components.generator.channels={fmap_base: 32, fmap_max: 16}",
+             "components.discriminator.channels={fmap_base: 32, fmap_max: 16}"]
+
+
+def test_unset_image_shapes_come_from_the_data_and_are_recorded_in_the_resolved_spec(tmp_path):
+    path = write_spec(tmp_path, ["{resolution: 4, stable_steps: 1}", "{resolution: 8, fade_steps: 1, stable_steps: 1}",
+                                 "{resolution: 16, fade_steps: 1, stable_steps: 1}"])
+    exp = lg.validate(path, FROM_DATA)
+    for name in ("generator", "discriminator"):
+        net = exp.modules[name]
+        assert net.resolutions == (4, 8, 16) and net.widths == [16, 8, 4]  # the rule at the data's size
+        (filled,) = exp.from_data[name]
+        assert filled.value == [1, 16, 16] and filled.source == "the data's images x (1×16×16)"
+    resolved = exp.loaded.resolved()["components"]
+    assert resolved["generator"]["out_shape"] == resolved["discriminator"]["in_shape"] == [1, 16, 16]
+    assert lg.validate(path).from_data == {}  # a shape written in the spec wins: nothing is filled
+
+
+@pytest.mark.parametrize("overrides, lines, where, message, hint", [
+    (["data.pad_to=12"], ["{resolution: 4, stable_steps: 2}"], "data.pad_to",
+     "components.generator takes its out_shape from the data's images x (1×12×12): out_shape [1, 12, 12]: images "
+     "must be square with a side that is a power of 2 and at least 4",
+     "change the images with data.pad_to, or set components.generator.out_shape"),
+    ([], ["{resolution: 4, stable_steps: 2}", "{resolution: 8, fade_steps: 1, stable_steps: 2}"],
+     "stages[1].resolution", "the stages end at 8 but components 'generator' and 'discriminator' grow to 16, the "
+                             "data's image size, so their levels above 8 would never train",
+     "add stages up to 16, or make the data's images 8 px (data.pad_to: 8)"),
+    ([], ["{resolution: 4, stable_steps: 2}", "{resolution: 8, fade_steps: 1, stable_steps: 2}",
+          "{resolution: 16, fade_steps: 1, stable_steps: 2}", "{resolution: 32, fade_steps: 1, stable_steps: 2}"],
+     "stages[3].resolution", "resolution 32 is not one that components 'generator' and 'discriminator' can grow "
+                             "to ([4, 8, 16])",
+     "end the stages at 16, the data's image size, or make the data's images 32 px (data.pad_to: 32)"),
+    ([], ["{resolution: 4, stable_steps: 2}", "{resolution: 12, fade_steps: 1, stable_steps: 2}",
+          "{resolution: 16, fade_steps: 1, stable_steps: 2}"],
+     "stages[1].resolution", "resolution 12 is not one that components 'generator' and 'discriminator' can grow "
+                             "to ([4, 8, 16])", "use resolutions from [4, 8, 16]"),
+    (["data={dataset: toy2d, batch_size: 16}"], ["{resolution: 4, stable_steps: 2}"], "components.generator",
+     "out_shape is not set and cannot be taken from the data: the data has no images (fields x 2",
+     "set components.generator.out_shape"),
+])
+def test_data_and_plans_that_do_not_fit_are_refused_at_the_setting_to_change(tmp_path, overrides, lines, where,
+                                                                             message, hint):
+    with pytest.raises(SpecError) as info:
+        lg.validate(write_spec(tmp_path, lines), [*FROM_DATA, *overrides])
+    found = [p for p in info.value.problems if message in p.message]
+    assert found and found[0].hint == hint and where in found[0].render(), info.value.render()
+    assert found[0].file  # a file and line, or `--set` for an override
+
+
+def test_a_misspelt_width_rule_is_named_with_did_you_mean(tmp_path):
+    with pytest.raises(SpecError) as info:
+        lg.load(write_spec(tmp_path, ["{resolution: 4, stable_steps: 2}"]),
+                ["components.generator.channels={fmap_bse: 64}", "components.discriminator.channels=5"])
+    assert [(p.path, p.message, p.hint) for p in info.value.problems] == [
+        (("components", "generator", "channels", "fmap_bse"), "unknown setting 'fmap_bse'",
+         "did you mean 'fmap_base'?"),
+        (("components", "discriminator", "channels"), "Input should be a valid list", None)]
+
+
 # ----------------------------------------------------------------------------- the real-data op
 
 def test_progressive_resize_averages_down_blends_and_repeats_up():
@@ -248,10 +324,12 @@ def test_bad_stage_lists_fail_validation_with_location_and_fix(tmp_path, lines, 
 @pytest.mark.parametrize("lines, where, message", [
     (["{resolution: 4, stable_steps: 2}", "{resolution: 8, fade_steps: 1, stable_steps: 2}",
       "{resolution: 32, fade_steps: 1, stable_steps: 2}"],
-     "line 11  stages[2].resolution", "resolution 32 is not one component 'generator' can grow to ([4, 8, 16])"),
+     "line 11  stages[2].resolution", "resolution 32 is not one that components 'generator' and 'discriminator' can "
+                                       "grow to ([4, 8, 16]) — use resolutions from [4, 8, 16] or change their "
+                                       "settings"),
     (["{resolution: 4, stable_steps: 2}", "{resolution: 16, fade_steps: 1, stable_steps: 2}"],
-     "line 10  stages[1].resolution", "resolution 16 skips 8, which component 'generator' grows through — "
-                                       "add a stage at 8 before it"),
+     "line 10  stages[1].resolution", "resolution 16 skips 8, which components 'generator' and 'discriminator' grow "
+                                       "through — add a stage at 8 before it"),
     (["{resolution: 4, stable_steps: 2, batch_size: 5000}"],
      "line 9   stages[0].batch_size", "batch size 5000 of stages[0] is larger than the training set"),
 ])

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..data.fill import FROM_DATA
 from .registry import Entry
 
 
@@ -29,14 +30,18 @@ def type_name(annotation) -> str:
 
 
 def settings_of(model: type[BaseModel]) -> dict[str, dict[str, Any]]:
-    """{field: {type, required, default, description}} of a pydantic model, in declaration order."""
+    """{field: {type, required, default, description}} of a pydantic model, in declaration order,
+    plus ``from_data``, the data fact that fills the setting when unset (``lvmgraph.data.fill``)."""
     out = {}
     for name, f in model.model_fields.items():
         required = f.is_required()
+        extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
         out[name] = {"type": type_name(f.annotation), "required": required,
                      # get_default also resolves default_factory (f.default is then PydanticUndefined)
                      "default": None if required else f.get_default(call_default_factory=True),
                      "description": f.description or ""}
+        if extra.get(FROM_DATA):
+            out[name]["from_data"] = extra[FROM_DATA]
     return out
 
 

@@ -76,9 +76,14 @@ def _settings(e: Entry) -> str:
     settings = settings_of(e.params)
     if not settings:
         return "No settings."
-    rows = [[f"`{name}`", f"`{s['type']}`", "required" if s["required"] else f"`{yaml_value(s['default'])}`",
-             s["description"]] for name, s in settings.items()]
+    rows = [[f"`{name}`", f"`{s['type']}`", _default(s), s["description"]] for name, s in settings.items()]
     return table(["setting", "type", "default", "description"], rows)
+
+
+def _default(setting: dict) -> str:
+    if setting.get("from_data"):
+        return f"from the data (`{setting['from_data']}`)"
+    return "required" if setting["required"] else f"`{yaml_value(setting['default'])}`"
 
 
 def _source(e: Entry) -> str:

@@ -52,6 +52,8 @@ class LoadedSpec:
 
 def _unwrap(annotation: Any) -> list:
     origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
     if origin is typing.Union or origin is types.UnionType:
         return [a for arg in typing.get_args(annotation) for a in _unwrap(arg)]
     return [annotation]
@@ -80,10 +82,26 @@ def fields_at(model: type[BaseModel], loc: Sequence) -> list[str]:
     return names
 
 
+def written_loc(model: type[BaseModel], loc: Sequence, *, unknown_key: bool = False) -> tuple:
+    """An error's ``loc`` as keys of the spec: without the labels pydantic adds for validators and
+    union members (``list[int]``, ``function-after``, a model's class name, a discriminator tag).
+    ``unknown_key``: the last part is a key the model does not know (keep it)."""
+    out: list = []
+    for i, part in enumerate(loc):
+        if isinstance(part, str) and ("[" in part or part == "function-after"):
+            continue
+        if isinstance(part, str) and (i < len(loc) - 1 or not unknown_key):
+            names = fields_at(model, out)
+            if names and part not in names:  # a label between a union field and its member's keys
+                continue
+        out.append(part)
+    return tuple(out)
+
+
 def pydantic_problems(exc: ValidationError, model: type[BaseModel], prefix: tuple, source: SourceMap) -> list[Problem]:
     problems = []
     for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in ("function-after",))))
+        loc = written_loc(model, err["loc"], unknown_key=err["type"] == "extra_forbidden")
         path = prefix + loc
         msg, hint = err["msg"], None
         if err["type"] == "extra_forbidden":

@@ -106,18 +106,8 @@ def stage_plan_problems(exp: Experiment) -> list:
                                        ("stages",), hint="use growing components (e.g. progan_generator, "
                                                          "progan_discriminator) or remove stages:"))
     wanted = [s.resolution for s in spec.stages]
-    for name, module in growing.items():
-        ladder = list(module.resolutions)
-        for i, res in enumerate(wanted):
-            if res not in ladder:
-                problems.append(source.problem(
-                    f"resolution {res} is not one component '{name}' can grow to ({ladder})",
-                    ("stages", i, "resolution"), hint=f"use resolutions from {ladder} or change {name}'s settings"))
-            elif i and wanted[i - 1] in ladder and ladder.index(res) != ladder.index(wanted[i - 1]) + 1:
-                skipped = ladder[ladder.index(wanted[i - 1]) + 1]
-                problems.append(source.problem(
-                    f"resolution {res} skips {skipped}, which component '{name}' grows through",
-                    ("stages", i, "resolution"), hint=f"add a stage at {skipped} before it"))
+    for ladder, names in _by_ladder(growing).items():
+        problems += _ladder_problems(exp, wanted, list(ladder), names)
     n = len(exp.data)
     for i, s in enumerate(spec.stages):
         batch = s.batch_size or spec.data.batch_size
@@ -125,4 +115,65 @@ def stage_plan_problems(exp: Experiment) -> list:
             where = ("stages", i, "batch_size") if s.batch_size else ("data", "batch_size")
             problems.append(source.problem(f"batch size {batch} of stages[{i}] is larger than the training set "
                                            f"({n} samples)", where, hint=f"use at most {n}"))
+    return problems
+
+
+def _by_ladder(growing: dict) -> dict[tuple, list[str]]:
+    """Growing components grouped by the resolutions they take (a generator and its critic usually
+    share them, so one problem names both)."""
+    out: dict[tuple, list[str]] = {}
+    for name, module in growing.items():
+        out.setdefault(tuple(module.resolutions), []).append(name)
+    return out
+
+
+def _who(names: list[str]) -> str:
+    quoted = [f"'{n}'" for n in names]
+    return f"component {quoted[0]}" if len(names) == 1 else f"components {', '.join(quoted[:-1])} and {quoted[-1]}"
+
+
+def _data_size_change(exp: Experiment, names: list[str], size: int) -> str | None:
+    """'data.size: 64' when the components took their image shape from the data (lvmgraph.data.fill)
+    and the dataset has a setting that makes its images ``size`` px; else None."""
+    from ..data.fit import data_changes
+
+    shapes = [f.value for n in names for f in exp.from_data.get(n, ()) if f.fact == "image_shape"]
+    if not shapes:
+        return None
+    got = tuple(shapes[0])
+    return " and ".join(f"data.{k}: {v}" for k, v in data_changes(exp.data.info, (got[0], size, size), got)) or None
+
+
+def _ladder_problems(exp: Experiment, wanted: list[int], ladder: list[int], names: list[str]) -> list:
+    """The plan against one ladder of resolutions: each stage's is on it, none is skipped, and the
+    plan ends at its top, the full resolution (the data's image size for components that take
+    their image shape from the data)."""
+    source, who, full, last = exp.loaded.source, _who(names), ladder[-1], len(wanted) - 1
+    one = len(names) == 1
+    from_data = any(f.fact == "image_shape" for n in names for f in exp.from_data.get(n, ()))
+    top = f"{full}, the data's image size" if from_data else f"{full}"
+    problems = []
+    for i, res in enumerate(wanted):
+        if res not in ladder:
+            if res > full and from_data:  # past the data's size
+                change = _data_size_change(exp, names, res)
+                hint = f"end the stages at {top}" + (f", or make the data's images {res} px ({change})" if change
+                                                     else "")
+            else:
+                hint = f"use resolutions from {ladder}" + ("" if from_data else
+                                                           f" or change {'its' if one else 'their'} settings")
+            problems.append(source.problem(f"resolution {res} is not one that {who} can grow to ({ladder})",
+                                           ("stages", i, "resolution"), hint=hint))
+        elif i and wanted[i - 1] in ladder and ladder.index(res) != ladder.index(wanted[i - 1]) + 1:
+            skipped = ladder[ladder.index(wanted[i - 1]) + 1]
+            problems.append(source.problem(f"resolution {res} skips {skipped}, which {who} grow{'s' * one} through",
+                                           ("stages", i, "resolution"), hint=f"add a stage at {skipped} before it"))
+    if wanted[last] in ladder and wanted[last] < full:
+        change = _data_size_change(exp, names, wanted[last])
+        problems.append(source.problem(
+            f"the stages end at {wanted[last]} but {who} grow{'s' * one} to {top}, so "
+            f"{'its' if one else 'their'} levels above {wanted[last]} would never train",
+            ("stages", last, "resolution"),
+            hint=f"add stages up to {full}" + (f", or make the data's images {wanted[last]} px ({change})"
+                                                if change else "")))
     return problems

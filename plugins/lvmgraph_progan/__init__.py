@@ -4,7 +4,9 @@
 ``progan_generator`` and ``progan_discriminator`` (equalised learning rate, pixel-wise feature
 normalisation in G, minibatch standard deviation in D) implement the trainer's ``Growable``
 protocol; a spec's ``stages:`` list says which resolution each stage trains, for how many images
-it fades in and stabilises, and at which batch size — the trainer applies it. The op
+it fades in and stabilises, and at which batch size — the trainer applies it. The networks take
+their image shape from the data unless a spec sets it, and their widths from a list or the
+paper's rule (``WidthRule``), so a spec scales to larger images by its data and stages. The op
 ``progressive_resize`` shows D real images at the stage's resolution, blended during a fade-in
 (read from the core schedules ``stage_resolution`` and ``stage_alpha``). The losses are the gan
 plugin's: ``wgan_critic_loss`` + ``gradient_penalty`` + ``drift_penalty`` (ε = 0.001) and
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from lvmgraph import hookimpl
 
-from .networks import DiscriminatorParams, GeneratorParams, ProGANDiscriminator, ProGANGenerator
+from .networks import DiscriminatorParams, GeneratorParams, ProGANDiscriminator, ProGANGenerator, WidthRule
 from .ops import progressive_resize, register_ops
 from .swd import SwdParams, swd
 
@@ -40,4 +42,5 @@ def register_specs(register):
 
 
 __all__ = ["DiscriminatorParams", "GeneratorParams", "ProGANDiscriminator", "ProGANGenerator", "SwdParams",
-           "progressive_resize", "register_components", "register_metrics", "register_ops", "register_specs", "swd"]
+           "WidthRule", "progressive_resize", "register_components", "register_metrics", "register_ops",
+           "register_specs", "swd"]

@@ -3,6 +3,11 @@
 Axis legend: b batch, c channels (image channels c_img), h w spatial, d latent; r the current
 resolution, H the full one.
 
+Sizes: the full image shape [c, H, H] is G's ``out_shape`` / D's ``in_shape``, which a spec may
+leave to the data (``lvmgraph.data.fill``; the stage plan must then end at the data's size, which
+``stage_plan_problems`` checks), and the widths per level are a list or ``WidthRule``, the paper's
+nf(r) = min(fmap_base / (r / 2), fmap_max), so one spec fits any image size.
+
 Both networks are built at full size, one level per resolution 4, 8, ..., H, and keep their
 stage in two persistent buffers, ``resolution`` and ``alpha`` (the full resolution and 1 until a
 stage plan sets them). They implement the trainer's ``Growable`` protocol: ``set_stage``,
@@ -19,13 +24,13 @@ previous level's, alpha from 0 to 1:
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal, Sequence
+from typing import Annotated, Literal, Sequence, Union
 
 import torch
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Discriminator, Field, PositiveInt, Tag, model_validator
 from torch import nn
 
-from lvmgraph import Params, ShapeMismatch, check_shape
+from lvmgraph import Params, ShapeMismatch, check_shape, from_data
 
 from .layers import (EqualizedConv2d, EqualizedLinear, PixelNorm, downsample_to, leaky, minibatch_stddev,
                      pixel_norm, upsample2, upsample_to)
@@ -34,20 +39,64 @@ Shape = Annotated[list[PositiveInt], Field(min_length=1)]
 ImageShape = Annotated[list[PositiveInt], Field(min_length=3, max_length=3)]
 Widths = Annotated[list[PositiveInt], Field(min_length=1)]
 FIRST = 4  # the first level's resolution
+IMAGE_HELP = ("full image shape [c, H, H], H a power of 2 >= 4 (e.g. [1, 32, 32]); unset: the data's images' shape, "
+              "so the network grows to the data's size (the stage plan must end there)")
 
 
-def ladder(image_shape: Sequence[int], channels: Sequence[int], setting: str) -> tuple[int, ...]:
-    """The resolutions 4, 8, ..., H of a square image shape [c, H, H], one per entry of ``channels``;
-    ShapeMismatch naming the setting and the fix otherwise."""
+class WidthRule(Params):
+    """The paper's widths (its code's ``nf``): at resolution r, min(fmap_base / (r / 2), fmap_max)
+    feature maps, at least fmap_min, i.e. fmap_max up to where the halving starts, then halved at
+    every doubling."""
+
+    fmap_base: PositiveInt = Field(8192, description="width scale: fmap_base / (r / 2) feature maps at resolution r "
+                                                     "before the caps (the paper: 8192)")
+    fmap_max: PositiveInt = Field(512, description="the most feature maps at any resolution (the paper: 512)")
+    fmap_min: PositiveInt = Field(1, description="the fewest feature maps at any resolution")
+
+    def widths(self, resolutions: Sequence[int]) -> list[int]:
+        return [max(self.fmap_min, min(self.fmap_base * 2 // r, self.fmap_max)) for r in resolutions]
+
+
+def _channels_kind(value) -> str:  # a mapping is a rule, anything else must be a list (one error, not two)
+    return "rule" if isinstance(value, (dict, WidthRule)) else "list"
+
+
+Channels = Annotated[Union[Annotated[Widths, Tag("list")], Annotated[WidthRule, Tag("rule")]],
+                     Discriminator(_channels_kind)]
+CHANNELS_HELP = ("feature maps per resolution 4, 8, ..., H: a list with one entry each (smallest resolution "
+                 "first), or a rule {fmap_base, fmap_max, fmap_min} giving min(fmap_base / (r / 2), fmap_max) "
+                 "at resolution r, at least fmap_min, so the widths follow the image size (default {}: the "
+                 "rule with the paper's fmap_base 8192, fmap_max 512, fmap_min 1: 512 up to 32 px, halved at "
+                 "every doubling after)")
+
+
+def ladder(image_shape: Sequence[int], channels: Sequence[int] | WidthRule | dict, setting: str) -> tuple[int, ...]:
+    """The resolutions 4, 8, ..., H of a square image shape [c, H, H], one per entry of ``channels``
+    when it is a list; ShapeMismatch naming the setting and the fix otherwise."""
     _, h, w = (int(s) for s in image_shape)
     if h != w or h < FIRST or h & (h - 1):
         raise ShapeMismatch(f"{setting} {list(image_shape)}: images must be square with a side that is a power of "
-                            f"2 and at least {FIRST} (e.g. [1, 32, 32]); pad the data (data.pad_to)")
+                            f"2 and at least {FIRST} (e.g. [1, 32, 32]); pad or resize the data (data.pad_to, "
+                            f"data.size)")
     sizes = tuple(FIRST * 2 ** i for i in range(int(math.log2(h // FIRST)) + 1))
-    if len(channels) != len(sizes):
+    if not isinstance(channels, (WidthRule, dict)) and len(channels) != len(sizes):
         raise ShapeMismatch(f"channels has {len(channels)} entries but {setting} {list(image_shape)} needs "
-                            f"{len(sizes)}, one per resolution {', '.join(map(str, sizes))}")
+                            f"{len(sizes)}, one per resolution {', '.join(map(str, sizes))}; or give a rule "
+                            f"{{fmap_base: ..., fmap_max: ...}} that fits any size")
     return sizes
+
+
+def widths_at(channels: Sequence[int] | WidthRule | dict, resolutions: Sequence[int]) -> list[int]:
+    """Feature maps per resolution: the list as given, or the rule applied."""
+    if isinstance(channels, dict):
+        channels = WidthRule(**channels)
+    return channels.widths(resolutions) if isinstance(channels, WidthRule) else [int(c) for c in channels]
+
+
+def image_shape_of(shape: Sequence[int] | None, setting: str) -> tuple[int, ...]:
+    if shape is None:  # a spec fills it from the data (lvmgraph.data.fill); Python callers give it
+        raise ValueError(f"{setting}: the full image shape [c, H, H] is needed, e.g. [1, 32, 32]")
+    return tuple(int(s) for s in shape)
 
 
 class _Growing(nn.Module):
@@ -86,16 +135,15 @@ class _Growing(nn.Module):
 
 class GeneratorParams(Params):
     in_shape: Shape = Field(description="per-sample shape of the latent input, e.g. [128] (the paper: [512])")
-    out_shape: ImageShape = Field(description="full image shape [c, H, H], H a power of 2 >= 4 (e.g. [1, 32, 32])")
-    channels: Widths = Field(description="feature maps at each resolution 4, 8, ..., H (one entry each), e.g. "
-                                         "[128, 128, 64, 32] for 32 px (the paper: 512 up to 32 px, halved "
-                                         "at every doubling after)")
+    out_shape: ImageShape | None = from_data("image_shape", description=IMAGE_HELP)
+    channels: Channels = Field(default_factory=WidthRule, description=CHANNELS_HELP)
     normalize_latent: bool = Field(True, description="pixel-normalise z before the first layer (the paper's code)")
     out_activation: Literal["none", "tanh"] = Field("none", description="none (the paper: a linear toRGB) or tanh")
 
     @model_validator(mode="after")
     def _fits(self):
-        ladder(self.out_shape, self.channels, "out_shape")
+        if self.out_shape is not None:
+            ladder(self.out_shape, self.channels, "out_shape")
         return self
 
 
@@ -108,14 +156,14 @@ class ProGANGenerator(_Growing):
     per level (gain 1, linear). Every layer has an equalised learning rate.
     """
 
-    def __init__(self, *, in_shape: Sequence[int], out_shape: Sequence[int], channels: Sequence[int],
-                 normalize_latent: bool = True, out_activation: str = "none"):
+    def __init__(self, *, in_shape: Sequence[int], out_shape: Sequence[int], channels: Sequence[int] | WidthRule
+                 = WidthRule(), normalize_latent: bool = True, out_activation: str = "none"):
         super().__init__()
         self.in_shape = tuple(int(s) for s in in_shape)
-        self.out_shape = tuple(int(s) for s in out_shape)
+        self.out_shape = image_shape_of(out_shape, "out_shape")
         self._init_stages(ladder(self.out_shape, channels, "out_shape"))
         self.normalize_latent = normalize_latent
-        widths = [int(c) for c in channels]
+        widths = widths_at(channels, self.resolutions)
         c_img = self.out_shape[0]
         self.first = EqualizedLinear(math.prod(self.in_shape), widths[0] * FIRST * FIRST, gain=math.sqrt(2) / 4)
         blocks = [nn.Sequential(EqualizedConv2d(widths[0], widths[0], 3), nn.LeakyReLU(0.2), PixelNorm())]
@@ -154,15 +202,15 @@ class ProGANGenerator(_Growing):
 # ----------------------------------------------------------------------------- discriminator
 
 class DiscriminatorParams(Params):
-    in_shape: ImageShape = Field(description="full image shape [c, H, H], H a power of 2 >= 4 (e.g. [1, 32, 32])")
-    channels: Widths = Field(description="feature maps at each resolution 4, 8, ..., H (one entry each, smallest "
-                                         "resolution first, as the generator's), e.g. [128, 128, 64, 32]")
+    in_shape: ImageShape | None = from_data("image_shape", description=IMAGE_HELP)
+    channels: Channels = Field(default_factory=WidthRule, description=CHANNELS_HELP)
     mbstd_group: int = Field(4, ge=0, description="group size of the minibatch standard deviation feature before "
                                                   "the last conv (the paper: 4); 0 leaves it out")
 
     @model_validator(mode="after")
     def _fits(self):
-        ladder(self.in_shape, self.channels, "in_shape")
+        if self.in_shape is not None:
+            ladder(self.in_shape, self.channels, "in_shape")
         return self
 
 
@@ -175,12 +223,13 @@ class ProGANDiscriminator(_Growing):
     LeakyReLU -> dense to 1 (gain 1). No normalisation (a WGAN-GP critic); equalised learning rate.
     """
 
-    def __init__(self, *, in_shape: Sequence[int], channels: Sequence[int], mbstd_group: int = 4):
+    def __init__(self, *, in_shape: Sequence[int], channels: Sequence[int] | WidthRule = WidthRule(),
+                 mbstd_group: int = 4):
         super().__init__()
-        self.in_shape = tuple(int(s) for s in in_shape)
+        self.in_shape = image_shape_of(in_shape, "in_shape")
         self._init_stages(ladder(self.in_shape, channels, "in_shape"))
         self.mbstd_group = int(mbstd_group)
-        widths = [int(c) for c in channels]
+        widths = widths_at(channels, self.resolutions)
         c_img = self.in_shape[0]
         self.from_rgb = nn.ModuleList(nn.Sequential(EqualizedConv2d(c_img, c, 1), nn.LeakyReLU(0.2)) for c in widths)
         blocks = [nn.Sequential(  # level 0 (4x4), applied after the minibatch-stddev feature
@@ -192,6 +241,7 @@ class ProGANDiscriminator(_Growing):
                 EqualizedConv2d(c, c, 3), nn.LeakyReLU(0.2),
                 EqualizedConv2d(c, c_low, 3), nn.LeakyReLU(0.2), nn.AvgPool2d(2)))
         self.blocks = nn.ModuleList(blocks)
+        self.widths = widths
 
     def level_parameters(self, level: int) -> list[nn.Parameter]:
         return list(self.from_rgb[level].parameters()) + list(self.blocks[level].parameters())
