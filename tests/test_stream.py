@@ -5,6 +5,7 @@ at their spec line."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from lvmgraph.data.order import GlobalOrder
 from lvmgraph.data.stream import GlobalBatchSampler, StreamBatcher, StreamedField, read_whole
 from lvmgraph.spec.errors import SpecError
 from lvmgraph.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from lvmgraph.train.trainer import Trainer
 from lvmgraph_datasets import load_image_folder, stream_image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -210,6 +212,15 @@ def test_two_streaming_processes_train_on_the_global_batch_one_process_draws(pic
         torch.testing.assert_close(two["components"][name], value, rtol=0, atol=1e-6)
     rows2 = [json.loads(r) for r in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
     assert [r["rec_loss"] for r in rows2] == pytest.approx([r["rec_loss"] for r in one.read_metrics()], abs=1e-6)
+
+
+def test_fit_shuts_the_workers_down_and_a_later_fit_restarts_them_in_place(pictures, tmp_path):
+    exp = lg.validate(aae_spec(tmp_path, pictures, "streamed", ", stream: true, workers: 2"), ["train.steps=2"])
+    trainer = Trainer(exp, None, progress=False)
+    trainer.fit()
+    assert multiprocessing.active_children() == []  # while the trainer lives on
+    trainer.fit(5)
+    assert multiprocessing.active_children() == [] and (trainer.loader.epoch, trainer.loader.position) == (1, 5)
 
 
 # ---- validation -----------------------------------------------------------------------------------

@@ -70,6 +70,9 @@ class OrderedBatcher:
     def world(self) -> int:
         return self.sequence.world
 
+    def close(self) -> None:
+        """Release what fetching holds (a streamed batcher's worker processes); batching may go on."""
+
     def state_dict(self) -> dict:
         return {**self.sequence.state_dict(), "augment_generator": self.augmenter.generator.get_state()}
 

@@ -16,6 +16,7 @@ trained on, and a resumed run restarts the workers there.
 """
 from __future__ import annotations
 
+import signal
 from collections.abc import Mapping
 from typing import Iterator, Protocol
 
@@ -133,6 +134,12 @@ class _Indexed:
         return i, self.source[i]
 
 
+def _ignore_interrupts(worker_id: int) -> None:
+    """A terminal's Ctrl-C reaches the workers too; the training process alone decides to stop
+    (after finishing its step, which may need more batches), then shuts them down."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _collate(items):
     indices, examples = zip(*items)
     return torch.tensor(indices, dtype=torch.int64), default_collate(list(examples))
@@ -152,7 +159,7 @@ class StreamBatcher(OrderedBatcher):
     @OrderedBatcher.batch_size.setter
     def batch_size(self, value: int) -> None:
         if value != self.sequence.batch_size:
-            self._stop()  # what the workers prefetched has the old size
+            self.close()  # what the workers prefetched has the old size
         self.sequence.batch_size = value
 
     def next(self) -> dict[str, torch.Tensor]:
@@ -169,14 +176,14 @@ class StreamBatcher(OrderedBatcher):
 
     def _start(self) -> None:
         loader = DataLoader(_Indexed(self.split.source), batch_sampler=GlobalBatchSampler(self.sequence.copy()),
-                            num_workers=self.workers, collate_fn=_collate,
+                            num_workers=self.workers, collate_fn=_collate, worker_init_fn=_ignore_interrupts,
                             pin_memory=self.device.type == "cuda",
                             generator=torch.Generator().manual_seed(self.seed + LOADER_SEED_OFFSET))
         self._batches = iter(loader)
 
-    def _stop(self) -> None:
-        self._batches = None  # dropping the iterator shuts its workers down
+    def close(self) -> None:
+        self._batches = None  # dropping the iterator shuts its workers down; next() starts new ones
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self._stop()
+        self.close()

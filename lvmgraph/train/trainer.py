@@ -493,6 +493,7 @@ class Trainer:
                 self._loop(total, cfg, sample_every, bar, started, stop)
         finally:
             self.executor.trainable_all()
+            self.loader.close()  # a streamed dataset's workers; a later fit restarts them where it stopped
             if bar is not None:
                 bar.close()
             if self.loggers is not None:
