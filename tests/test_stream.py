@@ -188,6 +188,19 @@ def test_streamed_training_equals_in_memory_training_and_resumes_exactly(picture
         assert torch.equal(value, weights(resumed)[name]), name
 
 
+def test_a_run_resumes_exactly_with_streaming_switched_on(pictures, tmp_path, capsys):
+    spec = aae_spec(tmp_path, pictures, "memory")
+    straight = lg.train(spec, out=tmp_path / "straight", evaluate=False, overrides=["train.steps=7"])
+    first = lg.train(spec, out=tmp_path / "first", evaluate=False, overrides=["train.steps=3"])
+    capsys.readouterr()
+    resumed = lg.resume(first.path, overrides=["train.steps=7", "data.stream=true", "data.workers=1"],
+                        evaluate=False)
+    assert "data" not in capsys.readouterr().err  # not a difference a resume warns about
+    assert resumed.read_metrics() == straight.read_metrics()
+    for name, value in weights(straight).items():
+        assert torch.equal(value, weights(resumed)[name]), name
+
+
 def test_two_streaming_processes_train_on_the_global_batch_one_process_draws(pictures, tmp_path):
     """A real 2-process run (gloo, `lvmgraph run --nproc 2`) streaming 5 examples per process
     against one in-memory process with batch 10: a deterministic autoencoder (no noise, no batch
