@@ -13,6 +13,11 @@ Load-time transforms, in this order (deterministic given ``seed``): convert to `
 image dataset shares (``binarize``, ``pad_to``, ``value_range``; ``common.prepare_images``).
 ``flip: horizontal`` mirrors half of each training batch at random (``transforms.HorizontalFlip``,
 seeded and checkpointed with the batcher); test batches are never flipped.
+
+Streamed (``data.stream: true``, ``stream_image_folder``): the training images are decoded one at
+a time, on demand, through the same ``ImageDecoder`` and ``prepare_images`` (crop offsets drawn
+up front from the image headers, in file order, so they are the in-memory loader's); the test
+split is loaded as above. ``binarize: stochastic`` cannot stream (one draw over the whole split).
 """
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ from pydantic import Field
 from lvmgraph import DataSettingError, DatasetBundle, DatasetUnavailable
 
 from .common import ImageParams, pad_shape_settings, prepare_images, split_rng
-from .folders import IMAGE_SUFFIXES, open_image, to_tensor
+from .folders import IMAGE_SUFFIXES, image_size, open_image, to_tensor
 from .transforms import CropPosition, HorizontalFlip, crop_box
 
 LAYOUT = ("root/CLASS_NAME/*.png (one sub-folder per class) or root/*.png (unlabelled), "
@@ -192,16 +197,9 @@ def read_images(files: list[Path], decoder: ImageDecoder, rng: np.random.Generat
 def crop_boxes(files: list[Path], decoder: ImageDecoder, rng: np.random.Generator) -> list:
     """Each file's crop box (None without a crop), from the image headers only; checks that the
     images will arrive in one size, as ``read_images`` does, before any is decoded."""
-    from PIL import Image, UnidentifiedImageError
-
     boxes = []
     for path in files:
-        try:
-            with Image.open(path) as image:
-                size = image.size
-        except (UnidentifiedImageError, OSError) as err:
-            raise DatasetUnavailable(f"image_folder: cannot read {path} as an image ({err}); "
-                                     f"remove it or replace it with a png/jpg") from err
+        size = image_size(path, dataset="image_folder")
         boxes.append(decoder.box(size, rng, path))
         decoder.check_size(path, decoder.delivered_size(size))
     return boxes
