@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 import lvmgraph.api as lg
+from lvmgraph import DatasetUnavailable
 from lvmgraph.data.loader import IndexBatcher
 from lvmgraph.data.order import GlobalOrder
 from lvmgraph.data.stream import GlobalBatchSampler, StreamBatcher, StreamedField, read_whole
@@ -129,6 +130,24 @@ def test_the_sampler_gives_each_of_two_ranks_its_disjoint_share_of_every_global_
         r0, r1 = next(ranks[0]), next(ranks[1])
         assert r0 and r1 and r0 + r1 == whole
         assert not set(r0) & set(r1)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_file_that_turns_out_unreadable_is_named_when_its_batch_is_decoded(tmp_path, workers):
+    """Its header reads (the folder is scanned at load), its pixels do not: the error comes at its batch."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        (tmp_path / split).mkdir()
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).save(tmp_path / split / f"{i}.png")
+    broken = tmp_path / "train" / "2.png"
+    broken.write_bytes(broken.read_bytes()[:-30])
+    streamed = stream_image_folder(root=str(tmp_path))
+    stream = StreamBatcher(streamed.train, batch_size=4, device=CPU, seed=0, workers=workers)
+    with pytest.raises(DatasetUnavailable) as err:
+        stream.next()
+    assert str(err.value).startswith(f"image_folder: cannot read {broken} as an image")
+    assert "Traceback" not in str(err.value)
 
 
 # ---- training -------------------------------------------------------------------------------------

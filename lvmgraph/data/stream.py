@@ -23,7 +23,7 @@ from typing import Iterator, Protocol
 import torch
 from torch.utils.data import DataLoader, Sampler, default_collate
 
-from .base import Augment
+from .base import Augment, DatasetUnavailable
 from .loader import OrderedBatcher
 from .order import GlobalOrder
 
@@ -122,7 +122,9 @@ class GlobalBatchSampler(Sampler):
 
 
 class _Indexed:
-    """source[i] -> (i, example), so each batch carries the indices it was decoded from."""
+    """source[i] -> (i, example), so each batch carries the indices it was decoded from. A file the
+    source cannot read (``DatasetUnavailable``, naming it) comes back as its message, raised by the
+    training process as it is, rather than under a worker's traceback."""
 
     def __init__(self, source: ExampleSource):
         self.source = source
@@ -131,7 +133,14 @@ class _Indexed:
         return len(self.source)
 
     def __getitem__(self, i: int):
-        return i, self.source[i]
+        try:
+            return i, self.source[i]
+        except DatasetUnavailable as err:
+            return i, _Unreadable(str(err))
+
+
+class _Unreadable(str):
+    """The message of an example that could not be read (see ``_Indexed``)."""
 
 
 def _ignore_interrupts(worker_id: int) -> None:
@@ -142,7 +151,8 @@ def _ignore_interrupts(worker_id: int) -> None:
 
 def _collate(items):
     indices, examples = zip(*items)
-    return torch.tensor(indices, dtype=torch.int64), default_collate(list(examples))
+    failed = next((e for e in examples if isinstance(e, _Unreadable)), None)
+    return torch.tensor(indices, dtype=torch.int64), failed if failed is not None else default_collate(list(examples))
 
 
 class StreamBatcher(OrderedBatcher):
@@ -167,6 +177,8 @@ class StreamBatcher(OrderedBatcher):
             self._start()
         expected = self.sequence.next()
         indices, batch = next(self._batches)
+        if isinstance(batch, _Unreadable):
+            raise DatasetUnavailable(f"{batch} (found while streaming the training data)")
         if not torch.equal(indices, expected):  # a sampler and a batcher that disagree: never silently
             raise RuntimeError(f"streamed batch {indices.tolist()[:8]} is not the one the order draws "
                                f"({expected.tolist()[:8]})")
