@@ -80,7 +80,9 @@ def load_data(loaded: LoadedSpec, registry: Registry) -> DatasetBundle:
     params = loaded.params.get(("data",))
     settings = dict(params) if params is not None else {}
     try:
-        bundle = entry.factory(**settings)
+        # a dataset that streams registers a second loader (``stream=``); load.py refused the others
+        factory = entry.options["stream"] if spec.data.stream else entry.factory
+        bundle = factory(**settings)
     except DatasetUnavailable as exc:
         raise SpecError([loaded.source.problem(str(exc), ("data", "dataset"))], file=loaded.path) from None
     except DataSettingError as exc:

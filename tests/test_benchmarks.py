@@ -90,3 +90,15 @@ def test_step_time_refuses_a_plain_loop_that_does_different_work():
     wrong = step_time.Case("gan_ring8", case.spec, ten_times_the_lr, steps=2, block=1)
     with pytest.raises(AssertionError, match="do not do the same work"):
         step_time.check_agreement(wrong, steps=2)
+
+
+def test_stream_throughput_times_the_memory_and_streamed_loaders():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import stream_throughput
+    finally:
+        sys.path.remove(str(BENCH))
+    lines = stream_throughput.main(["--images", "12", "--side", "8", "--size", "6", "--batch-size", "4",
+                                    "--batches", "4", "--workers", "0", "1"])
+    assert [line.split(":")[0] for line in lines] == ["in memory", "streamed, 0 workers", "streamed, 1 worker"]
+    assert all(float(line.split(": ")[1].split(" images/s")[0].replace(",", "")) > 0 for line in lines)

@@ -46,9 +46,12 @@ class DatasetBundle:
     ``augment`` (optional) transforms each *training* batch at random (e.g. horizontal flips),
     after the batch is on the device; test batches, evaluation and the dry run see the data as
     loaded. See ``Augment``.
+
+    A dataset that streams (``data.stream: true``) gives a ``stream.StreamedSplit`` as ``train``:
+    its examples are decoded on demand (``streamed`` is then true).
     """
 
-    train: dict[str, torch.Tensor]
+    train: dict[str, torch.Tensor]  # or a StreamedSplit (fields read like tensors: shape, slicing)
     test: dict[str, torch.Tensor]
     info: dict = field(default_factory=dict)
     encoders: dict[str, Callable[[str], dict[str, torch.Tensor]]] = field(default_factory=dict)
@@ -59,6 +62,11 @@ class DatasetBundle:
             sizes = {name: t.shape[0] for name, t in split.items()}
             if len(set(sizes.values())) > 1:
                 raise ValueError(f"{split_name} fields differ in length: {sizes}")
+
+    @property
+    def streamed(self) -> bool:
+        from .stream import StreamedSplit
+        return isinstance(self.train, StreamedSplit)
 
     @property
     def fields(self) -> list[str]:

@@ -73,6 +73,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data.base import DatasetBundle
+from ..data.stream import read_whole
 
 __all__ = ["Evaluator", "EvaluatorMissing", "EvaluatorCorrupt", "SmallCNN", "cache_root", "evaluator_for",
            "train_evaluator", "evaluator_key", "canonical_images"]
@@ -336,7 +337,7 @@ def canonical_splits(bundle: DatasetBundle) -> dict[str, tuple[torch.Tensor, tor
     for name, split in (("train", bundle.train), ("test", bundle.test)):
         if "y" not in split:
             raise ValueError(f"an evaluator needs class labels: the {name} split has no 'y' field")
-        out[name] = (canonical_images(split["x"], bundle.info, input_shape=shape),
+        out[name] = (canonical_images(read_whole(split["x"]), bundle.info, input_shape=shape),
                      split["y"].detach().cpu().to(torch.int64))
     return out
 

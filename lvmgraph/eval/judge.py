@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.base import DatasetBundle
+from ..data.stream import read_whole
 from . import evaluator as _evaluator
 from .evaluator import (SmallCNN, architecture_name, build_model, cache_folder, cache_root, canonical_images, fit,
                         hash_tensor, move_aside, native_input_shape, read_entry, saved_checksum, serialize,
@@ -97,7 +98,7 @@ def judge_data(bundle: DatasetBundle, split: str, images: Sequence[str],
     for i, name in enumerate(images):
         if name not in fields:
             raise KeyError(f"judge images: the data has no field '{name}' (fields: {sorted(fields)})")
-        x = fields[name]
+        x = read_whole(fields[name])
         xs.append(canonical_images(x, bundle.info, input_shape=shape))
         if labels is None:
             ys.append(torch.full((x.shape[0],), i, dtype=torch.int64))

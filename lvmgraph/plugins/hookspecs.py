@@ -90,6 +90,9 @@ def register_datasets(register):
     without loading the data. A bundle's ``encoders`` (``{name: fn(str) -> {field: tensor}}``)
     let ``lvmgraph sample --given name="some text"`` turn text into fields, as the
     ``captions`` dataset does for ``text`` and ``text_length``.
+    ``stream=loader2`` lets the dataset stream (``data.stream: true``): ``loader2(**settings)``
+    returns a bundle whose ``train`` is an ``lvmgraph.data.stream.StreamedSplit`` (a map-style
+    source of one example per index, decoded on demand by ``data.workers`` DataLoader processes).
 
     Example::
 

@@ -63,6 +63,8 @@ def _item(e: Entry) -> str:
         out += ["", "```python", signature(e.name, e.factory), "```"]
     if e.options.get("fields"):
         out += ["", "Batch fields: " + ", ".join(f"`{f}`" for f in e.options["fields"]) + "."]
+    if e.options.get("stream"):
+        out += ["", "Streams: `data.stream: true` decodes its training examples on demand (`data.workers`)."]
     if e.doc.strip():
         out += ["", docstring(e.doc)]
     if e.params is not None:

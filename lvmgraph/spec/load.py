@@ -193,6 +193,36 @@ def _validate_entry(registry: Registry, kind: str, label: str, type_name: str, s
     return entry
 
 
+def _loader_key_typos(settings: dict, entry, source: SourceMap, problems: list) -> dict:
+    """Report a dataset setting that is a misspelled loader key (``data.streem``) with the loader
+    key it means (the dataset's own model would not suggest it); the others go on to the dataset."""
+    own = entry.params.model_fields if entry is not None and entry.params is not None else {}
+    out = {}
+    for key, value in settings.items():
+        match = did_you_mean(str(key), [*LOADER_KEYS, *own]) if key not in own else None
+        if match in LOADER_KEYS:
+            problems.append(source.problem(f"unknown setting '{key}'", ("data", key), hint=f"did you mean '{match}'?"))
+        else:
+            out[key] = value
+    return out
+
+
+def _stream_problems(data: dict, entry, registry: Registry, source: SourceMap) -> list[Problem]:
+    """``data.stream`` on a dataset that cannot stream, ``data.workers`` without streaming."""
+    problems = []
+    stream, workers = data.get("stream", False), data.get("workers", 0)
+    if stream is True and entry is not None and "stream" not in entry.options:
+        able = sorted(e.name for e in registry.entries("dataset") if "stream" in e.options)
+        problems.append(source.problem(
+            f"dataset '{entry.name}' cannot stream: it is loaded into memory whole", ("data", "stream"),
+            hint=f"remove data.stream (or use a dataset that streams: {', '.join(able) or 'none installed'})"))
+    if isinstance(workers, int) and not isinstance(workers, bool) and workers > 0 and stream is not True:
+        problems.append(source.problem(
+            f"data.workers: {workers} decodes a streamed dataset, but data.stream is off", ("data", "workers"),
+            hint="set data.stream: true to decode the training data in worker processes, or remove data.workers"))
+    return problems
+
+
 def _registry_problems(raw: dict, registry: Registry, source: SourceMap, params: dict) -> list[Problem]:
     """Check every plugin-typed entry against its registered parameter model (works on the raw dict,
     so these problems are reported even when the file has structural errors too)."""
@@ -217,8 +247,11 @@ def _registry_problems(raw: dict, registry: Registry, source: SourceMap, params:
     data = raw.get("data", {})
     if isinstance(data, dict) and isinstance(data.get("dataset", "digits"), str):
         settings = {k: v for k, v in data.items() if k not in LOADER_KEYS}
-        _validate_entry(registry, "dataset", "dataset", data.get("dataset", "digits"), settings, ("data",),
-                        source, params, ("data",), problems, type_path=("data", "dataset"))
+        entry = registry.get("dataset", data.get("dataset", "digits"))
+        settings = _loader_key_typos(settings, entry, source, problems)
+        entry = _validate_entry(registry, "dataset", "dataset", data.get("dataset", "digits"), settings, ("data",),
+                                source, params, ("data",), problems, type_path=("data", "dataset"))
+        problems.extend(_stream_problems(data, entry, registry, source))
     metrics = (raw.get("eval") or {}).get("metrics") if isinstance(raw.get("eval"), dict) else None
     for i, item in enumerate(metrics or [] if isinstance(metrics, list) else []):
         if isinstance(item, str):

@@ -29,7 +29,7 @@ class Typed(BaseModel):
 
 
 # Keys of ``data:`` that the framework's loader uses; everything else goes to the dataset plugin.
-LOADER_KEYS = ("dataset", "batch_size", "eval_batch_size", "shuffle", "drop_last")
+LOADER_KEYS = ("dataset", "batch_size", "eval_batch_size", "shuffle", "drop_last", "stream", "workers")
 
 
 class DataSpec(BaseModel):
@@ -39,6 +39,10 @@ class DataSpec(BaseModel):
     eval_batch_size: int = Field(500, gt=0, description="batch size for evaluation and sampling")
     shuffle: bool = Field(True, description="reshuffle the training set every epoch")
     drop_last: bool = Field(True, description="skip the last incomplete batch of an epoch")
+    stream: bool = Field(False, description="decode the training examples on demand instead of holding them in "
+                                            "memory (datasets that stream: image_folder)")
+    workers: int = Field(0, ge=0, description="DataLoader worker processes decoding a streamed dataset "
+                                              "(0: decode in the training process); needs stream: true")
 
     @property
     def settings(self) -> dict:

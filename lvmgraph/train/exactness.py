@@ -24,7 +24,8 @@ IGNORED = (("name",), ("description",), ("train", "steps"), ("train", "log_every
            ("train", "sample_every"), ("train", "keep_checkpoints"), ("train", "best"), ("train", "best_mode"),
            ("train", "progress"), ("train", "detect_anomaly"), ("train", "nonfinite"), ("train", "max_skips"),
            ("train", "device"), ("train", "threads"),  # (the device and thread count in use are compared instead)
-           ("data", "eval_batch_size"), ("sample",), ("eval",))
+           ("data", "eval_batch_size"), ("data", "stream"), ("data", "workers"),  # (the same batches either way)
+           ("sample",), ("eval",))
 
 #: spec paths where any change is a new model: refused
 STRUCTURE = (("components",), ("graph",), ("data", "dataset"))

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..data.loader import IndexBatcher
+from ..data.stream import StreamBatcher
 from ..experiment import Experiment
 from ..graph.execute import PhaseRun
 from ..spec.errors import SpecError
@@ -140,10 +141,12 @@ class Trainer:
         self.scalers = [torch.amp.GradScaler(exp.device.type) if precision == "fp16" else None
                         for _ in self.optimizers]
         data = self.spec.data
-        self.loader = IndexBatcher(exp.data.train, batch_size=data.batch_size, device=exp.device,
-                                   seed=self.spec.seed, shuffle=data.shuffle, drop_last=data.drop_last,
-                                   rank=self.replicas.rank, world=self.replicas.world,
-                                   augment=exp.data.augment)
+        batcher = dict(batch_size=data.batch_size, device=exp.device, seed=self.spec.seed, shuffle=data.shuffle,
+                       drop_last=data.drop_last, rank=self.replicas.rank, world=self.replicas.world,
+                       augment=exp.data.augment)
+        # streamed (data.stream): the same batches, decoded by DataLoader workers (lvmgraph/data/stream.py)
+        self.loader = (StreamBatcher(exp.data.train, workers=data.workers, **batcher) if exp.data.streamed
+                       else IndexBatcher(exp.data.train, **batcher))
         # every rank checkpoints together (each sends its RNG state) when rank 0 has a run directory
         self.saving = self.replicas.broadcast(run is not None)
         if self.replicas.active:  # start from rank 0's weights; draw per-rank noise from here on
@@ -490,6 +493,7 @@ class Trainer:
                 self._loop(total, cfg, sample_every, bar, started, stop)
         finally:
             self.executor.trainable_all()
+            self.loader.close()  # a streamed dataset's workers; a later fit restarts them where it stopped
             if bar is not None:
                 bar.close()
             if self.loggers is not None:

@@ -8,7 +8,8 @@
 - ``captions``: the same images with templated captions as token ids, for text-to-image.
 - ``image_folders``: CycleGAN's trainA/trainB/testA/testB folders of image files.
 - ``image_folder``: your own images, labels from class sub-folders, optional attribute CSV, declared
-  transforms (crop, resize, pad, value range; horizontal flips per training batch).
+  transforms (crop, resize, pad, value range; horizontal flips per training batch); it can stream
+  (``data.stream: true``: training images decoded on demand by DataLoader workers).
 - ``tensors``: arrays from a .npz / .npy / .pt file as fields (non-image data).
 - ``celeba``: CelebA faces with chosen attributes as multi-hot vectors and domains, through
   torchvision (for users who have the data; nothing is downloaded unless ``download: true``).
@@ -23,7 +24,7 @@ from .captions import CaptionsParams, decode_caption, encode_caption, load_capti
 from .digits import DigitsParams, load_digits
 from .domains import DomainsParams, load_domains
 from .folders import ImageFoldersParams, load_image_folders
-from .image_folder import ImageFolderParams, load_image_folder
+from .image_folder import ImageFolderParams, load_image_folder, stream_image_folder
 from .idx import IdxParams, load_fashion_mnist, load_mnist, read_idx
 from .morpho import PALETTE, stroke_thickness, thick, thin, tint
 from .tensors import TensorsParams, load_tensors
@@ -45,7 +46,9 @@ def register_datasets(register):
     register("image_folders", load_image_folders, params=ImageFoldersParams,
              fields=("x_a", "x_b", "index_a", "index_b"))
     register("celeba", load_celeba, params=CelebAParams, fields=("x", "attributes", "domain"))
-    register("image_folder", load_image_folder, params=ImageFolderParams, fields=("x", "y", "attributes"))
+    # stream: the loader `data.stream: true` uses (training images decoded by DataLoader workers)
+    register("image_folder", load_image_folder, params=ImageFolderParams, fields=("x", "y", "attributes"),
+             stream=stream_image_folder)
     register("tensors", load_tensors, params=TensorsParams)
 
 
@@ -53,5 +56,5 @@ __all__ = ["register_datasets", "read_idx", "load_digits", "load_fashion_mnist",
            "DigitsParams", "IdxParams", "Toy2DParams",
            "load_domains", "load_attributes", "load_captions", "load_image_folders", "encode_caption",
            "decode_caption", "DomainsParams", "AttributesParams", "CaptionsParams", "ImageFoldersParams",
-           "load_image_folder", "ImageFolderParams", "load_tensors", "TensorsParams",
+           "load_image_folder", "stream_image_folder", "ImageFolderParams", "load_tensors", "TensorsParams",
            "PALETTE", "stroke_thickness", "thin", "thick", "tint"]

@@ -79,7 +79,7 @@ def to_unit_float(pixels: np.ndarray, *, max_value: float) -> torch.Tensor:
     return x.unsqueeze(1) if x.ndim == 3 else x
 
 
-def binarize_images(x: torch.Tensor, mode: Binarize, *, generator: torch.Generator) -> torch.Tensor:
+def binarize_images(x: torch.Tensor, mode: Binarize, *, generator: torch.Generator | None) -> torch.Tensor:
     """x (n c h w) in [0, 1] -> the same shape, 0/1-valued unless mode is 'none'."""
     if mode == "threshold":
         return (x > 0.5).to(x.dtype)
@@ -112,7 +112,9 @@ def to_value_range(x: torch.Tensor, value_range: tuple[float, float]) -> torch.T
 def prepare_images(x: torch.Tensor, *, split: str, seed: int, binarize: Binarize,
                    pad_to: int | None, value_range: tuple[float, float]) -> torch.Tensor:
     """x (n c h w) in [0, 1] -> binarized, padded, range-mapped float32 (n c h' w')."""
-    x = binarize_images(x, binarize, generator=split_generator(seed, split))
+    # (the generator only for the draw: a streamed loader prepares one image at a time)
+    generator = split_generator(seed, split) if binarize == "stochastic" else None
+    x = binarize_images(x, binarize, generator=generator)
     x = pad_images(x, pad_to)
     return to_value_range(x, tuple(float(v) for v in value_range))
 

@@ -63,8 +63,24 @@ def open_image(path: Path, *, dataset: str):
             image.load()
             return image.copy()
     except (UnidentifiedImageError, OSError) as err:
-        raise DatasetUnavailable(f"{dataset}: cannot read {path} as an image ({err}); "
-                                 f"remove it or replace it with a png/jpg") from err
+        raise unreadable(path, dataset, err) from err
+
+
+def image_size(path: Path, *, dataset: str) -> tuple[int, int]:
+    """(width, height) of an image file from its header, without decoding it; DatasetUnavailable
+    naming the file if unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError) as err:
+        raise unreadable(path, dataset, err) from err
+
+
+def unreadable(path: Path, dataset: str, err: Exception) -> DatasetUnavailable:
+    return DatasetUnavailable(f"{dataset}: cannot read {path} as an image ({err}); "
+                              f"remove it or replace it with a png/jpg")
 
 
 def to_tensor(arrays: list[np.ndarray]) -> torch.Tensor:

@@ -13,6 +13,11 @@ Load-time transforms, in this order (deterministic given ``seed``): convert to `
 image dataset shares (``binarize``, ``pad_to``, ``value_range``; ``common.prepare_images``).
 ``flip: horizontal`` mirrors half of each training batch at random (``transforms.HorizontalFlip``,
 seeded and checkpointed with the batcher); test batches are never flipped.
+
+Streamed (``data.stream: true``, ``stream_image_folder``): the training images are decoded one at
+a time, on demand, through the same ``ImageDecoder`` and ``prepare_images`` (crop offsets drawn
+up front from the image headers, in file order, so they are the in-memory loader's); the test
+split is loaded as above. ``binarize: stochastic`` cannot stream (one draw over the whole split).
 """
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ from pydantic import Field
 from lvmgraph import DataSettingError, DatasetBundle, DatasetUnavailable
 
 from .common import ImageParams, pad_shape_settings, prepare_images, split_rng
-from .folders import IMAGE_SUFFIXES, open_image, to_tensor
+from .folders import IMAGE_SUFFIXES, image_size, open_image, to_tensor
 from .transforms import CropPosition, HorizontalFlip, crop_box
 
 LAYOUT = ("root/CLASS_NAME/*.png (one sub-folder per class) or root/*.png (unlabelled), "
@@ -127,28 +132,95 @@ def subset(files: list, labels: list, limit: int | None, rng: np.random.Generato
     return [files[i] for i in idx], [labels[i] for i in idx]
 
 
-def read_images(files: list[Path], p: ImageFolderParams, channels: int, rng: np.random.Generator,
-                root: Path) -> torch.Tensor:
-    """Image files -> float32 (n c h w) in [0, 1]: converted, cropped, resized (see the module docs)."""
-    from PIL import Image
+class ImageDecoder:
+    """One image file -> a PIL image converted to ``channels``, cropped and resized (the load-time
+    geometry, module docs). The in-memory loader and the streamed one both decode through it."""
 
-    arrays, first = [], None
-    for path in files:
-        image = open_image(path, dataset="image_folder").convert("L" if channels == 1 else "RGB")
-        name = str(path.relative_to(root))
-        if p.crop is not None:
-            image = image.crop(crop_box(*image.size, p.crop, p.crop_position, rng, name=name))
-        if p.size is not None and image.size != (p.size, p.size):
-            image = image.resize((p.size, p.size), Image.BICUBIC)
-        if first is None:
-            first = (name, image.size)
-        elif image.size != first[1]:
-            (w0, h0), (w, h) = first[1], image.size
-            raise DataSettingError(f"images differ in size: {first[0]} is {w0}x{h0}, {name} is {w}x{h}; set "
+    def __init__(self, p: ImageFolderParams, channels: int, root: Path):
+        self.p, self.channels, self.root = p, channels, root
+        self.first: tuple[str, tuple[int, int]] | None = None  # (file, size) the others must match
+
+    def name(self, path: Path) -> str:
+        return str(path.relative_to(self.root))
+
+    def box(self, size: tuple[int, int], rng: np.random.Generator, path: Path):
+        """The crop box of an image of ``size`` (w, h), or None; a random crop draws from ``rng``,
+        so calling this for every file in order gives every loader the same offsets."""
+        if self.p.crop is None:
+            return None
+        return crop_box(*size, self.p.crop, self.p.crop_position, rng, name=self.name(path))
+
+    def open(self, path: Path):
+        return open_image(path, dataset="image_folder").convert("L" if self.channels == 1 else "RGB")
+
+    def shape(self, image, box):
+        from PIL import Image
+
+        if box is not None:
+            image = image.crop(box)
+        if self.p.size is not None and image.size != (self.p.size, self.p.size):
+            image = image.resize((self.p.size, self.p.size), Image.BICUBIC)
+        return image
+
+    def delivered_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """(w, h) after crop and resize of an image of ``size`` (w, h)."""
+        if self.p.size is not None:
+            return self.p.size, self.p.size
+        return (self.p.crop, self.p.crop) if self.p.crop is not None else size
+
+    def check_size(self, path: Path, size: tuple[int, int]) -> None:
+        """Every delivered image has one size (DataSettingError naming two files that differ)."""
+        name = self.name(path)
+        if self.first is None:
+            self.first = (name, size)
+        elif size != self.first[1]:
+            (w0, h0), (w, h) = self.first[1], size
+            raise DataSettingError(f"images differ in size: {self.first[0]} is {w0}x{h0}, {name} is {w}x{h}; set "
                                    f"data.size to resize them all (and data.crop to cut a square first)",
                                    setting="size")
+
+    def pixels(self, path: Path, box) -> np.ndarray:
+        return np.asarray(self.shape(self.open(path), box), dtype=np.uint8)
+
+
+def read_images(files: list[Path], decoder: ImageDecoder, rng: np.random.Generator) -> torch.Tensor:
+    """Image files -> float32 (n c h w) in [0, 1]: converted, cropped, resized (see the module docs)."""
+    arrays = []
+    for path in files:
+        image = decoder.open(path)
+        image = decoder.shape(image, decoder.box(image.size, rng, path))
+        decoder.check_size(path, image.size)
         arrays.append(np.asarray(image, dtype=np.uint8))
     return to_tensor(arrays)
+
+
+def crop_boxes(files: list[Path], decoder: ImageDecoder, rng: np.random.Generator) -> list:
+    """Each file's crop box (None without a crop), from the image headers only; checks that the
+    images will arrive in one size, as ``read_images`` does, before any is decoded."""
+    boxes = []
+    for path in files:
+        size = image_size(path, dataset="image_folder")
+        boxes.append(decoder.box(size, rng, path))
+        decoder.check_size(path, decoder.delivered_size(size))
+    return boxes
+
+
+class FolderImages:
+    """The streamed split's source: ``source[i] -> {"x": (c h w)}``, decoded from the file and
+    prepared exactly as the in-memory loader prepares the whole split (``prepare_images``)."""
+
+    def __init__(self, files: list[Path], boxes: list, decoder: ImageDecoder, split: str):
+        self.files, self.boxes, self.decoder, self.split = files, boxes, decoder, split
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        p = self.decoder.p
+        x = to_tensor([self.decoder.pixels(self.files[i], self.boxes[i])])
+        x = prepare_images(x, split=self.split, seed=p.seed, binarize=p.binarize, pad_to=p.pad_to,
+                           value_range=p.value_range)
+        return {"x": x[0]}
 
 
 def detect_channels(files: list[Path]) -> int:
@@ -223,7 +295,31 @@ def load_image_folder(**settings) -> DatasetBundle:
     set the delivered size and channels, so a spec whose components take another image shape is
     told which data setting to change).
     """
+    return _load(ImageFolderParams.model_validate(settings), stream=False)
+
+
+def stream_image_folder(**settings) -> DatasetBundle:
+    """``load_image_folder`` with the training images decoded on demand (``data.stream: true``):
+    the same examples, batches and preprocessing; only the file list, crop offsets, labels and
+    attributes are held, and the test split, which evaluation reads whole, is loaded as usual."""
     p = ImageFolderParams.model_validate(settings)
+    if p.binarize == "stochastic":
+        # its one fixed draw covers the whole split at once, which a per-image decoder cannot repeat
+        raise DataSettingError("binarize: stochastic draws the whole training set at once and cannot stream; "
+                               "use binarize: threshold or none, or data.stream: false", setting="binarize")
+    return _load(p, stream=True)
+
+
+def _check_pad(p: ImageFolderParams, native: tuple[int, ...]) -> None:
+    if p.pad_to is not None and p.pad_to < max(native[1:]):
+        raise DataSettingError(f"images are {native[1]}x{native[2]}, larger than pad_to {p.pad_to}: set "
+                               f"data.size: {p.pad_to} to resize them (or data.crop to cut them), or "
+                               f"raise or remove pad_to", setting="size")
+
+
+def _load(p: ImageFolderParams, *, stream: bool) -> DatasetBundle:
+    from lvmgraph.data.stream import StreamedSplit
+
     root = Path(p.root).expanduser()
     if not root.is_dir():
         raise DatasetUnavailable(f"image_folder: root {root} is not a folder. Expected {LAYOUT}; set data.root")
@@ -237,19 +333,24 @@ def load_image_folder(**settings) -> DatasetBundle:
         table, names = read_attribute_table(csv_path, p.attribute_names)
     splits = {}
     for split, (files, labels) in found.items():
-        x = read_images(files, p, channels, split_rng(p.seed, split), root)
-        native = tuple(x.shape[1:])
-        if p.pad_to is not None and p.pad_to < max(native[1:]):
-            raise DataSettingError(f"images are {native[1]}x{native[2]}, larger than pad_to {p.pad_to}: set "
-                                   f"data.size: {p.pad_to} to resize them (or data.crop to cut them), or "
-                                   f"raise or remove pad_to", setting="size")
-        fields = {"x": prepare_images(x, split=split, seed=p.seed, binarize=p.binarize, pad_to=p.pad_to,
-                                      value_range=p.value_range)}
+        decoder, rng = ImageDecoder(p, channels, root), split_rng(p.seed, split)
+        held = {}
         if class_names:
-            fields["y"] = torch.tensor(labels, dtype=torch.int64)
+            held["y"] = torch.tensor(labels, dtype=torch.int64)
         if table is not None:
-            fields["attributes"] = attribute_rows(files, root, table, csv_path)
-        splits[split] = fields
+            held["attributes"] = attribute_rows(files, root, table, csv_path)
+        if stream and split == "train":
+            boxes = crop_boxes(files, decoder, rng)
+            (w, h) = decoder.first[1]
+            native = (channels, h, w)
+            _check_pad(p, native)
+            splits[split] = StreamedSplit(FolderImages(files, boxes, decoder, split), held=held)
+            continue
+        x = read_images(files, decoder, rng)
+        native = tuple(x.shape[1:])
+        _check_pad(p, native)
+        splits[split] = {"x": prepare_images(x, split=split, seed=p.seed, binarize=p.binarize, pad_to=p.pad_to,
+                                             value_range=p.value_range), **held}
     shape = tuple(splits["train"]["x"].shape[1:])
     if tuple(splits["test"]["x"].shape[1:]) != shape:
         raise DataSettingError(f"the train images are {'x'.join(map(str, shape[1:]))} but the test images "

@@ -16,6 +16,7 @@ import torch
 from pydantic import Field
 
 from lvmgraph import Params
+from lvmgraph.data.stream import read_whole
 from lvmgraph.eval.stats import frechet_distance, gaussian_fit, kid, prdc, rng_from
 
 FEATURE_EXTRACTOR = "lvmgraph evaluator CNN, not Inception"
@@ -59,7 +60,7 @@ def split_field(ctx, split: str, field: str) -> torch.Tensor:
     fields = ctx.data.test if split == "test" else ctx.data.train
     if field not in fields:
         raise KeyError(f"data has no field {field!r} (fields: {sorted(fields)}); set `data:`")
-    values = fields[field]
+    values = read_whole(fields[field])
     if values.shape[0] == 0:
         raise ValueError(f"the {split!r} split is empty")
     return values
