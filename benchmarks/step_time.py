@@ -14,8 +14,9 @@ For each case (a shipped spec), one training step is run
 
 All three do the same arithmetic: before timing, the script runs a few steps of each from the
 same weights and seed and checks that they produce the same losses. Each step is timed on its
-own after a warm-up; the variants take turns in short blocks (A B C A B C ...) so that load from
-other processes falls on all three alike. The figure is the median CPU time of a step (process
+own after a warm-up; the variants take turns in short blocks, in a rotating order (A B C, B C A,
+C A B, ...), so that load from other processes and the cost of following another variant fall on
+all three alike. The figure is the median CPU time of a step (process
 time; with one thread it is the step's own work, which other processes inflate far less than the
 wall-clock time, also recorded). The ratios
 lvmgraph/plain and dataloader/plain go to ``benchmarks/results/step_time.json`` and to the table
@@ -236,9 +237,12 @@ def time_case(case: Case, steps: int, warmup: int, overrides=()) -> dict:
     cpu: dict[str, list[float]] = {name: [] for name in runners}
     wall: dict[str, list[float]] = {name: [] for name in runners}
     block = min(case.block, steps)
+    order, turn = list(runners.items()), 0
     while len(cpu["plain"]) < steps:
         n = min(block, steps - len(cpu["plain"]))
-        for name, runner in runners.items():
+        # the order rotates (ABC, BCA, CAB, ...): no variant always runs first after the others' blocks
+        turn += 1
+        for name, runner in order[turn % len(order):] + order[:turn % len(order)]:
             for _ in range(n):
                 start_wall, start_cpu = time.perf_counter(), time.process_time()
                 runner.step()

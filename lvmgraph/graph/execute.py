@@ -16,6 +16,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import operator
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -89,6 +90,7 @@ class Executor:
         self._cache: dict[str, _Cached] = {}
         self._params = {name: [p for p in m.parameters()] for name, m in modules.items()}
         self._deps = {v: tuple(sorted(d)) for v, d in graph.component_deps.items()}
+        self._data_fields = frozenset(graph.data_fields)
         self._grad_values: dict[tuple, frozenset] = {}  # (terms, updated) -> values a run needs with gradients
         self.runs: list[PhaseRun] = []
         self._claimed = 0  # how many of the runs have started
@@ -117,7 +119,7 @@ class Executor:
             self.versions[c] += 1
 
     def _version_key(self, value: str) -> tuple:
-        return tuple(self.versions[c] for c in self._deps.get(value, ()))
+        return tuple(map(self.versions.__getitem__, self._deps.get(value, ())))
 
     def claim_run(self, terms, updated) -> PhaseRun:
         """The token for the phase run starting now: the next announced run when it is this phase,
@@ -164,6 +166,10 @@ class Executor:
         return {n: ctx.value(n) for n in names}
 
 
+_NO_COMPONENTS: frozenset = frozenset()
+_SAME_GRAD_MODE = contextlib.nullcontext()
+
+
 class _Context:
     def __init__(self, ex: Executor, updated: frozenset, token, overrides: dict, use_cache: bool,
                  grad: bool | None = None):
@@ -178,14 +184,14 @@ class _Context:
         if name in self.local:
             return self.local[name]
         ex = self.ex
-        if name in ex.graph.data_fields:
+        if name in ex._data_fields:
             if name not in ex.batch:
                 raise KeyError(f"data field '{name}' is needed but not in the batch (fields: {sorted(ex.batch)})")
             return ex.batch[name]
-        needs_grad = self.grad and bool(ex.graph.component_deps.get(name, frozenset()) & self.updated)
+        needs_grad = self.grad and not ex.graph.component_deps.get(name, _NO_COMPONENTS).isdisjoint(self.updated)
         cacheable = self.use_cache and not self.overrides
-        if cacheable and name in ex._cache:
-            hit = ex._cache[name]
+        hit = ex._cache.get(name) if cacheable else None
+        if hit is not None:
             if hit.versions == ex._version_key(name):
                 if needs_grad and hit.grad_token is self.token and self.token is not None:
                     return hit.value
@@ -200,7 +206,8 @@ class _Context:
                 if cut is not None:
                     return cut
                 cacheable = False  # not detachable (a distribution): this run computes its own, the cache keeps later's
-        with torch.set_grad_enabled(needs_grad):
+        # switch autograd only when the mode changes (the context manager costs more than the check)
+        with torch.set_grad_enabled(needs_grad) if torch.is_grad_enabled() != needs_grad else _SAME_GRAD_MODE:
             try:
                 result = self.eval(ex.graph.values[name])
             except GraphEvalError:

@@ -21,8 +21,13 @@ class LossMeter:
 
     def add(self, name: str, value: torch.Tensor) -> None:
         v = value.detach().float()
-        self.sums[name] = self.sums[name] + v if name in self.sums else v.clone()
-        self.counts[name] = self.counts.get(name, 0) + 1
+        total = self.sums.get(name)
+        if total is None:
+            self.sums[name] = v.clone()  # the meter's own tensor: added to in place from here on
+            self.counts[name] = 1
+        else:
+            total.add_(v)  # in place: the same float32 sum as ``total + v``, without a new tensor every step
+            self.counts[name] += 1
 
     def peek(self) -> dict[str, float]:
         """The means since the last flush, keeping the interval open."""
@@ -35,7 +40,8 @@ class LossMeter:
         return out
 
     def state_dict(self) -> dict:
-        return {"sums": {k: v.cpu() for k, v in self.sums.items()}, "counts": dict(self.counts)}
+        # copies: the sums are added to in place afterwards (.cpu() of a CPU tensor is the tensor itself)
+        return {"sums": {k: v.detach().cpu().clone() for k, v in self.sums.items()}, "counts": dict(self.counts)}
 
     def load_state_dict(self, state: dict) -> None:
         self.sums = {k: v.clone() for k, v in state["sums"].items()}

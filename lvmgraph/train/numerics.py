@@ -25,9 +25,21 @@ def any_non_finite(tensors: list[torch.Tensor]) -> bool:
     tensor costs several passes and a temporary each (a tenth of a small model's step)."""
     if not tensors:
         return False
-    found = torch.zeros(1, device=tensors[0].device)
+    device = tensors[0].device
+    found = torch.zeros(1, device=device)
     try:
-        torch._amp_foreach_non_finite_check_and_unscale_(tensors, found, torch.ones(1, device=found.device))
+        torch._amp_foreach_non_finite_check_and_unscale_(tensors, found, _unit_scale(device))
     except RuntimeError:  # tensors on several devices, sparse or not floating point: one by one
         return any(not bool(torch.isfinite(t).all()) for t in tensors)
     return bool(found)
+
+
+_UNIT_SCALES: dict[torch.device, torch.Tensor] = {}
+
+
+def _unit_scale(device: torch.device) -> torch.Tensor:
+    """The scale 1 the check multiplies by, one per device (read, never written, by the kernel)."""
+    scale = _UNIT_SCALES.get(device)
+    if scale is None:
+        scale = _UNIT_SCALES[device] = torch.ones(1, device=device)
+    return scale

@@ -17,6 +17,7 @@ agreed between the processes, and only rank 0 writes the run directory.
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import sys
 import time
@@ -29,13 +30,13 @@ from torch import nn
 from ..data.loader import IndexBatcher
 from ..data.stream import StreamBatcher
 from ..experiment import Experiment
-from ..graph.execute import PhaseRun
 from ..spec.errors import SpecError
 from . import distributed
 from .checkpoint import save_checkpoint
 from .exactness import compare, conditions
 from .logging import Loggers, LossMeter
 from .numerics import any_non_finite, weighted_sum
+from .plan import StepPlan
 from .rundir import RunDir
 from .speed import batch_channels_last, compile_components, modules_channels_last
 from .stages import Growable, StagePlan
@@ -129,6 +130,7 @@ class Trainer:
         if self.train_cfg.compile:
             compile_components(exp.modules)
         self.executor = exp.executor()
+        self.step_plan = StepPlan(self.spec.phases, exp.ema)
         self.plan: StagePlan | None = None
         self.stage_index = 0
         self.growing: list[str] = []
@@ -363,15 +365,17 @@ class Trainer:
 
     def _run_phase(self, i: int, phase) -> torch.Tensor | None:
         ex, opt, scaler = self.executor, self.optimizers[i], self.scalers[i]
-        ex.set_trainable(phase.update)
+        plan = self.step_plan.phases[i]  # the phase's constants, worked out once (plan.py)
+        terms = plan.terms
+        ex.set_trainable(plan.update)
         opt.zero_grad(set_to_none=True)
-        terms = phase.terms
         with self._autocast():
-            values = ex.evaluate(list(terms), updated=frozenset(phase.update), token=ex.claim_run(terms, phase.update))
+            values = ex.evaluate(terms, updated=plan.updated, token=ex.claim_run(terms, plan.updated))
             with torch.no_grad():
-                watched = ex.evaluate(phase.log, updated=frozenset(phase.update)) if phase.log else {}
-        loss = weighted_sum((self._weight(w), values[t].float()) for t, w in terms.items())
-        finite = bool(torch.isfinite(loss))
+                watched = ex.evaluate(plan.log, updated=plan.updated) if plan.log else {}
+        loss = weighted_sum((self._weight(w), values[t].float()) for t, w in zip(terms, plan.weights))
+        # one read of the scalar: cheaper than isfinite() (several kernels on CPU) and then bool()
+        finite = math.isfinite(loss.item())
         if not self.replicas.all_true(finite):  # every rank skips or raises together
             bad = {t: float(values[t].detach()) for t in terms}
             where = "" if not self.replicas.active else (
@@ -385,7 +389,7 @@ class Trainer:
             self.replicas.average_gradients(p for c in phase.update for p in self.exp.modules[c].parameters())
         if scaler is None:
             # (with fp16 the GradScaler skips steps with Inf gradients itself, by design)
-            bad_grads = self._non_finite_gradients(phase.update, opt)
+            bad_grads = self._non_finite_gradients(plan.update, opt)
             if bad_grads:
                 return self._non_finite(opt, f"step {ex.step}, phase '{phase.label}': the gradient of "
                                              f"{', '.join(bad_grads)} is not finite (loss {float(loss.detach()):.4g})")
@@ -403,14 +407,15 @@ class Trainer:
             scaler.update()
         else:
             opt.step()
-        ex.mark_updated(phase.update)
-        self._update_ema(phase.update)
+        ex.mark_updated(plan.update)
+        if plan.ema:
+            self._update_ema(plan.ema)
         for t in terms:
             self.meter.add(t, values[t])
         for name, value in watched.items():
             self.meter.add(name, torch.as_tensor(value).float().mean())
         if len(terms) > 1:
-            self.meter.add(phase.label, loss)
+            self.meter.add(plan.label, loss)
         return loss
 
     def _non_finite_gradients(self, components, opt: torch.optim.Optimizer) -> list[str]:
@@ -457,20 +462,13 @@ class Trainer:
             self._apply_stage(step)
             self.meter.add("stage/resolution", torch.tensor(float(self.plan.resolution_at(step))))
             self.meter.add("stage/alpha", torch.tensor(self.plan.alpha_at(step)))
-        # the step's phase runs, grouped by the batch they use: each extra critic iteration sees a
-        # fresh batch, as in WGAN; the executor is told a batch's runs so it can share values between them
-        batches: list[list[tuple[int, object]]] = [[]]
-        for i, phase in enumerate(self.spec.phases):
-            if step % phase.every:
-                continue
-            for r in range(phase.repeat):
-                if r > 0:
-                    batches.append([])
-                batches[-1].append((i, phase))
-        for runs in batches:
-            self.executor.begin(self._next_batch(), step, [PhaseRun(phase.terms, phase.update) for _, phase in runs])
-            for i, phase in runs:
-                self.run_phase(i, phase)
+        # the step's phase runs, grouped by the batch they use (each extra critic iteration sees a
+        # fresh batch); the executor is told a batch's runs so it can share values between them
+        phases = self.spec.phases
+        for runs in self.step_plan.batches(step):
+            self.executor.begin(self._next_batch(), step, [run for _, run in runs])
+            for plan, _ in runs:
+                self.run_phase(plan.index, phases[plan.index])
         self.replicas.sync_buffers([*self.exp.modules.values(), *self.exp.ema.values()])
         self.step = step + 1
 
