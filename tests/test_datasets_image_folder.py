@@ -321,7 +321,7 @@ def test_the_progan_spec_grows_to_64px_pictures_by_its_stage_list_alone(tmp_path
         [(4, 1.0)] + [(r, a) for r in (8, 16, 32, 64) for a in (0.0, 0.5, 1.0)]
     for name in ("generator", "discriminator"):
         net = run.experiment.modules[name]
-        assert net.resolutions == (4, 8, 16, 32, 64) and net.widths == [64, 32, 16, 8, 4]
+        assert net.resolutions == (4, 8, 16, 32, 64) and net.widths == [64, 32, 16, 8, 8]
     assert run.experiment.loaded.resolved()["components"]["generator"]["out_shape"] == [1, 64, 64]
     sample = run.sample(2)
     assert sample.shape == (2, 1, 64, 64) and torch.isfinite(sample).all()
@@ -333,4 +333,4 @@ def test_the_progan_spec_builds_for_256px_pictures_with_seven_levels(tmp_path):
     generator, discriminator = exp.modules["generator"], exp.modules["discriminator"]
     assert generator.resolutions == discriminator.resolutions == (4, 8, 16, 32, 64, 128, 256)
     assert len(generator.blocks) == len(generator.to_rgb) == len(discriminator.from_rgb) == 7
-    assert generator.widths == [64, 32, 16, 8, 4, 2, 1] and generator.out_shape == (1, 256, 256)
+    assert generator.widths == [64, 32, 16, 8, 8, 8, 8] and generator.out_shape == (1, 256, 256)
