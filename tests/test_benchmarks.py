@@ -90,3 +90,29 @@ def test_step_time_refuses_a_plain_loop_that_does_different_work():
     wrong = step_time.Case("gan_ring8", case.spec, ten_times_the_lr, steps=2, block=1)
     with pytest.raises(AssertionError, match="do not do the same work"):
         step_time.check_agreement(wrong, steps=2)
+
+
+def test_puzzle_patch_bound_is_order_invariant_and_learns_a_class_the_patches_show():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import puzzle_patch_bound as pb
+    finally:
+        sys.path.remove(str(BENCH))
+    torch.manual_seed(0)
+    model = pb.PatchSetClassifier(channels=1, size=4, classes=2).eval()
+    patches = torch.randn(5, 3, 1, 4, 4)
+    assert torch.allclose(model(patches), model(patches[:, [2, 0, 1]]), atol=1e-6)
+
+    # class 0: vertical stripes, class 1: horizontal; any 4x4 patch of the object tells them apart
+    def images(n: int, seed: int):
+        g = torch.Generator().manual_seed(seed)
+        y = torch.randint(0, 2, (n,), generator=g)
+        stripes = (torch.arange(12) % 2).float().reshape(1, 12).expand(12, 12) * 2 - 1
+        x = torch.stack([stripes.T if c else stripes for c in y.tolist()]).unsqueeze(1)
+        return x + 0.1 * torch.randn(x.shape, generator=g), y
+
+    x_train, y_train = images(256, 0)
+    x_test, y_test = images(200, 1)
+    row = pb.bound((x_train, y_train, x_test, y_test), k=2, size=4, steps=60, batch=32, seed=0)
+    assert row["n_test"] == 200 and row["k"] == 2 and row["size"] == 4
+    assert row["accuracy"] > 0.95 and len(row["per_class"]) == 2
