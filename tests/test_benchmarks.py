@@ -102,3 +102,29 @@ def test_stream_throughput_times_the_memory_and_streamed_loaders():
                                     "--batches", "4", "--workers", "0", "1"])
     assert [line.split(":")[0] for line in lines] == ["in memory", "streamed, 0 workers", "streamed, 1 worker"]
     assert all(float(line.split(": ")[1].split(" images/s")[0].replace(",", "")) > 0 for line in lines)
+
+
+def test_puzzle_patch_bound_is_order_invariant_and_learns_a_class_the_patches_show():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import puzzle_patch_bound as pb
+    finally:
+        sys.path.remove(str(BENCH))
+    torch.manual_seed(0)
+    model = pb.PatchSetClassifier(channels=1, size=4, classes=2).eval()
+    patches = torch.randn(5, 3, 1, 4, 4)
+    assert torch.allclose(model(patches), model(patches[:, [2, 0, 1]]), atol=1e-6)
+
+    # class 0: vertical stripes, class 1: horizontal; any 4x4 patch of the object tells them apart
+    def images(n: int, seed: int):
+        g = torch.Generator().manual_seed(seed)
+        y = torch.randint(0, 2, (n,), generator=g)
+        stripes = (torch.arange(12) % 2).float().reshape(1, 12).expand(12, 12) * 2 - 1
+        x = torch.stack([stripes.T if c else stripes for c in y.tolist()]).unsqueeze(1)
+        return x + 0.1 * torch.randn(x.shape, generator=g), y
+
+    x_train, y_train = images(256, 0)
+    x_test, y_test = images(200, 1)
+    row = pb.bound((x_train, y_train, x_test, y_test), k=2, size=4, steps=60, batch=32, seed=0)
+    assert row["n_test"] == 200 and row["k"] == 2 and row["size"] == 4
+    assert row["accuracy"] > 0.95 and len(row["per_class"]) == 2
