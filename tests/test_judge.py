@@ -201,6 +201,26 @@ def test_where_restricts_to_the_flagged_examples(captions):
         one(captions, output="x_same", judge=CLASS_JUDGE, target="y", where="y")
 
 
+def test_with_where_the_reference_is_the_flagged_real_images_and_judge_data_changes_its_training_data(captions):
+    held = captions.data.test["held_out"]
+    # real images judged: accuracy IS the judge's accuracy on them, whatever it is on the whole split
+    own = one(captions, output="x_same", judge=CLASS_JUDGE, target="y", where="held_out", n=5000)
+    assert own["accuracy"] == pytest.approx(own["reference"], abs=1e-12)
+    assert own["reference_whole_split"] == own["protocol"]["judge"]["test"]["accuracy"]
+    # a judge given the held-out combination too learns from more images (the run's data is unchanged)
+    full = one(captions, output="x_same", judge={**CLASS_JUDGE, "data": {"hold_out": []}}, target="y",
+               where="held_out", n=5000)
+    judge = full["protocol"]["judge"]
+    assert judge["train_size"] > own["protocol"]["judge"]["train_size"]
+    assert judge["key"] != own["protocol"]["judge"]["key"]
+    assert full["accuracy"] == pytest.approx(full["reference"], abs=1e-12) and full["n"] == int(held.sum())
+    # the judge that never saw red ones misreads real red ones (0.05 of 20 here); the other reads them
+    assert own["reference"] < 0.5 < full["reference"]
+    assert len(captions.data.train["y"]) == own["protocol"]["judge"]["train_size"]
+    with pytest.raises(ValueError, match="hold_outt"):
+        one(captions, output="x_same", judge={**CLASS_JUDGE, "data": {"hold_outt": []}}, target="y")
+
+
 def test_the_judge_is_cached_keyed_and_retrained_when_damaged(domains, tmp_path):
     bundle = domains.data
     first = judge_for("domains", bundle, images=["x_a", "x_b"], epochs=2, cache_dir=tmp_path, quiet=True)

@@ -143,6 +143,31 @@ def test_projection_adds_the_inner_product_of_projected_text_and_pooled_features
     assert MatchingDiscriminator(in_shape=[3, 16, 16], embed_dim=6, channels=[8, 16]).text_to_channels is None
 
 
+def test_class_head_reads_the_class_from_the_trunk_map_alone_and_learns_it():
+    torch.manual_seed(0)
+    d = MatchingDiscriminator(in_shape=[3, 16, 16], embed_dim=6, text_dim=4, channels=[8, 16], num_classes=3)
+    x = torch.randn(6, 3, 16, 16)
+    h = d.features(x)
+    assert d.classify(h).shape == (6, 3)
+    torch.testing.assert_close(d.classify(h), h.flatten(1) @ d.classes.weight.T + d.classes.bias)
+    # a class loss on real images trains trunk and head: three colours of image, told apart
+    y = torch.arange(3).repeat(8)
+    images = torch.zeros(24, 3, 16, 16)
+    images[torch.arange(24), y] = 1.0
+    opt = torch.optim.Adam(d.parameters(), lr=1e-2)
+    for _ in range(30):
+        loss = torch.nn.functional.cross_entropy(d.classify(d.features(images)), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    d.eval()
+    assert (d.classify(d.features(images)).argmax(1) == y).all() and loss.item() < 0.1
+    plain = MatchingDiscriminator(in_shape=[3, 16, 16], embed_dim=6, channels=[8, 16])
+    assert plain.classes is None
+    with pytest.raises(ValueError, match="num_classes"):
+        plain.classify(h)
+
+
 def test_spectral_norm_bounds_every_layer_of_the_discriminator():
     d = MatchingDiscriminator(in_shape=[3, 16, 16], embed_dim=6, text_dim=4, channels=[8, 16], spectral_norm=True)
     layers = [m for m in d.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]

@@ -21,6 +21,7 @@ class EvalContext(Protocol):
       returns ``{name: value}``. Runs under ``torch.no_grad()``.
     - ``sample(n)``: n generated outputs following the spec's ``sample:`` section (a tensor).
     - ``batches(split, batch_size, limit)``: iterate over a split as dicts of tensors on the device.
+    - ``dataset(changes)``: the run's dataset built again with some settings changed (a new bundle).
     - ``spec``: the validated spec (``ctx.spec.sample.set`` tells which value a prior replaces).
     """
 
@@ -33,6 +34,8 @@ class EvalContext(Protocol):
     def evaluate(self, outputs: list[str], inputs: dict[str, Any]) -> dict[str, Any]: ...
 
     def sample(self, n: int) -> torch.Tensor: ...
+
+    def dataset(self, changes: dict[str, Any]) -> DatasetBundle: ...
 
     def batches(self, split: str = "test", batch_size: int = 500,
                 limit: int | None = None) -> Iterator[dict[str, torch.Tensor]]: ...

@@ -5,6 +5,7 @@ import time
 from typing import Any, Iterator
 
 import torch
+from pydantic import ValidationError
 
 from ..experiment import Experiment, generate
 from ..graph.execute import Executor
@@ -98,6 +99,17 @@ class RunEvalContext:
             bundle = self.data if own else entry.factory()
             self._evaluator = evaluator_for(name, bundle, device=self.device)
         return self._evaluator
+
+    def dataset(self, changes: dict[str, Any]):
+        """This run's dataset built again with some of its settings changed (e.g. ``{hold_out: []}``)."""
+        name = self.spec.data.dataset
+        entry = self.exp.registry.get("dataset", name)
+        settings = {**self.spec.data.settings, **changes}
+        try:
+            params = entry.params.model_validate(settings) if entry.params is not None else settings
+        except ValidationError as err:
+            raise ValueError(f"dataset '{name}' with the changes {changes}: {err}") from None
+        return entry.factory(**dict(params))
 
     def batches(self, split: str = "test", batch_size: int = 500,
                 limit: int | None = None) -> Iterator[dict[str, torch.Tensor]]:

@@ -13,14 +13,15 @@ test images (``reference``), its ceiling.
 """
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 import torch
+import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from lvmgraph import Params
 from lvmgraph.eval.context import point_value
-from lvmgraph.eval.judge import judge_fields, judge_for
+from lvmgraph.eval.judge import judge_data, judge_fields, judge_for, score
 from lvmgraph.eval.stats import confusion_matrix, rng_from
 
 
@@ -33,6 +34,10 @@ class JudgeParams(Params):
                           "(multi-label judge, a sigmoid per attribute); null: classes are the positions in `images`")
     epochs: int | None = Field(None, gt=0, description="training epochs (default: about 300 steps, at least 3)")
     seed: int = Field(0, ge=0, description="seed of the judge's initialisation and data order")
+    data: dict[str, Any] | None = Field(
+        None, description="dataset settings changed for the judge's own copy of the data (the run's data "
+                          "is unchanged), e.g. {hold_out: []}: a judge of held-out combinations must have "
+                          "seen them, or it misreads real held-out images too")
 
     @model_validator(mode="after")
     def _fits(self):
@@ -99,14 +104,17 @@ def judge_accuracy(ctx, **settings) -> dict:
 
     The judge (a small CNN, cached; see ``lvmgraph.eval.judge``) is trained on the train split of
     ``judge.images`` against ``judge.labels`` (or the fields' positions) and tested on the test
-    split. For the first n examples of ``split`` (those where ``where`` is true), the graph value
-    ``output`` is computed from the batch and classified. ``accuracy``: fraction classified as
-    ``target``; ``per_target``: the same per target class; ``reference``: the judge's accuracy on
-    real test images (the ceiling), ``reference_per_target`` per class; ``input_accuracy`` (with an
-    image ``input``): the untranslated inputs judged as the target (the baseline); ``agreement``
-    (with an image ``input`` and a ``target`` that is a data field, the example's own label):
-    outputs judged the same class as their input (class preservation measured against the judge's
-    view of the input, so the judge's own errors do not cap it);
+    split; with ``judge.data``, on a copy of the data built with those settings changed. For the
+    first n examples of ``split`` (those where ``where`` is true), the graph value ``output`` is
+    computed from the batch and classified. ``accuracy``: fraction classified as ``target``;
+    ``per_target``: the same per target class; ``reference``: the judge's accuracy on real test
+    images (the ceiling; with ``where`` and one labelled image field, on the flagged examples' real
+    images, and ``reference_whole_split`` on all), ``reference_per_target`` per class (whole
+    split); ``input_accuracy`` (with an image ``input``): the untranslated inputs judged as the
+    target (the baseline); ``agreement`` (with an image ``input`` and a ``target`` that is a data
+    field, the example's own label): outputs judged the same class as their input (class
+    preservation measured against the judge's view of the input, so the judge's own errors do not
+    cap it);
     ``confusion``: rows target class, columns judged class. With multi-hot labels (a multi-label
     judge) and targets: ``accuracy`` is the mean over attributes, ``per_attribute`` and
     ``all_attributes`` (every attribute right), with references on real test images.
@@ -116,7 +124,8 @@ def judge_accuracy(ctx, **settings) -> dict:
     j = s.judge
     images, labels = judge_fields(j.images, j.labels)
     name = info.get("name") or ctx.spec.data.dataset
-    judge = judge_for(name, ctx.data, images=images, labels=labels, epochs=j.epochs, seed=j.seed,
+    bundle = ctx.dataset(j.data) if j.data else ctx.data
+    judge = judge_for(name, bundle, images=images, labels=labels, epochs=j.epochs, seed=j.seed,
                       device=ctx.device, quiet=True)
     image_shape = tuple(ctx.data.train[images[0]].shape[1:])
     graph_target = isinstance(s.target, str) and s.target not in ctx.data.train
@@ -153,9 +162,30 @@ def judge_accuracy(ctx, **settings) -> dict:
                 "target_is_field": isinstance(s.target, str) and not graph_target,
                 "input": s.input, "where": s.where, "seed": seed, "seed_setting": s.seed,
                 "judge": judge.describe()}
+    reference = _reference_where(ctx, judge, s, images, labels)
     if judge.mode == "attributes":
-        return _attribute_results(judge, pred, target, on_input, s, protocol, info)
-    return _class_results(judge, pred, target, on_input, s, protocol, info, images)
+        out = _attribute_results(judge, pred, target, on_input, s, protocol, info)
+    else:
+        out = _class_results(judge, pred, target, on_input, s, protocol, info, images)
+    if reference is not None:
+        # the ceiling of these examples, not of the whole split (held-out combinations are harder)
+        out["reference_whole_split"] = out["reference"]
+        out["reference"] = reference["accuracy"]
+        if "all_attributes" in reference:
+            out["reference_all_attributes"] = reference["all_attributes"]
+    return out
+
+
+def _reference_where(ctx, judge, s: JudgeAccuracyParams, images: list, labels: list | None) -> dict | None:
+    """With ``where``: the judge's scores on the real images of the flagged examples (one labelled image
+    field only); otherwise None."""
+    if s.where is None or labels is None or len(images) != 1:
+        return None
+    x, y, mode = judge_data(ctx.data, s.split, images, labels)
+    if judge.mode == "attributes" and mode == "classes":  # one-hot rows of a multi-hot field
+        y = F.one_hot(y, judge.num_classes).float()
+    keep = (ctx.data.test if s.split == "test" else ctx.data.train)[s.where].detach().cpu()
+    return score(judge.predict(x[keep]), y[keep], judge.mode, judge.num_classes)
 
 
 def _selected(batch: dict, where: str | None) -> torch.Tensor:

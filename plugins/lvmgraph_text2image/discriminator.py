@@ -8,8 +8,10 @@ text embedding, compressed by Linear + LeakyReLU(0.2), is replicated over that m
 depth-wise; a 1x1 conv (+ batch norm) + LeakyReLU mixes image and text features, and a final conv
 whose kernel covers the whole map gives one logit. With ``projection: true`` the logit also gets
 the inner product of a linear map of phi with the trunk's channels summed over the map (a
-projection discriminator, Miyato & Koyama 2018). With the CLS loss D learns to reject real images
-with the wrong text as well as fakes, so it must read the text.
+projection discriminator, Miyato & Koyama 2018). With ``num_classes``, ``classify(h)`` reads
+class logits off the trunk's map (the auxiliary classifier of AC-GAN, Odena, Olah & Shlens 2017).
+With the CLS loss D learns to reject real images with the wrong text as well as fakes, so it must
+read the text.
 
 ``features(x)`` and ``score(h, phi)`` split the forward pass, so a graph can run the trunk once on
 the real images and score it against both the right and the wrong captions.
@@ -44,6 +46,9 @@ class MatchingDiscriminatorParams(Params):
                                                         "Miyato & Koyama (ICLR 2018) to the logit: the text "
                                                         "then meets every trunk channel directly, a stronger "
                                                         "match signal than concatenation alone")
+    num_classes: PositiveInt | None = Field(None, description="also give ``classify(h)``: K class logits from the "
+                                                              "trunk's map (an AC-GAN head, Odena et al. 2017) "
+                                                              "for a class loss on real and generated images")
 
     @model_validator(mode="after")
     def _fits(self):
@@ -60,7 +65,7 @@ class MatchingDiscriminator(nn.Module):
 
     def __init__(self, *, in_shape: Sequence[int], embed_dim: int, text_dim: int = 128,
                  channels: Sequence[int] = (64, 128, 256), batch_norm: bool = True, spectral_norm: bool = False,
-                 projection: bool = False):
+                 projection: bool = False, num_classes: int | None = None):
         super().__init__()
         self.in_shape = tuple(int(s) for s in in_shape)
         self.map_shape = trunk_size(self.in_shape, len(channels))  # (H, W)
@@ -82,6 +87,9 @@ class MatchingDiscriminator(nn.Module):
         # projection discriminator term: phi -> one weight per trunk channel (no bias, so a zero
         # embedding adds nothing)
         self.text_to_channels = _sn(nn.Linear(int(embed_dim), c, bias=False), spectral_norm) if projection else None
+        # AC-GAN head: the trunk's whole map -> class logits (no text: the class must show in the image)
+        self.classes = (_sn(nn.Linear(c * self.map_shape[0] * self.map_shape[1], int(num_classes)), spectral_norm)
+                        if num_classes else None)
         dcgan_init(self)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -100,6 +108,13 @@ class MatchingDiscriminator(nn.Module):
             pooled = h.sum(dim=(2, 3))                                   # (b C)
             logit = logit + (self.text_to_channels(embedding) * pooled).sum(dim=1, keepdim=True)
         return logit
+
+    def classify(self, h: torch.Tensor) -> torch.Tensor:
+        """h (b C H W) from ``features`` -> class logits (b K); needs ``num_classes``."""
+        if self.classes is None:
+            raise ValueError("matching_discriminator.classify needs a class head: set num_classes (e.g. 10) "
+                             "in the discriminator's settings")
+        return self.classes(h.flatten(1))
 
     def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         return self.score(self.features(x), embedding)
