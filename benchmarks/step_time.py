@@ -9,18 +9,23 @@ For each case (a shipped spec), one training step is run
   plain       a hand-written loop: the spec's own modules (copies of the built components, so
               the same weights), the dataset preloaded as one tensor and batched by index, the
               same optimizers, losses and step order — the fastest plain way to write it;
-  dataloader  the same loop fed by ``torch.utils.data.DataLoader`` over a per-sample Dataset
-              (the usual style; ``num_workers=0``, as the CPU is shared with the training).
+  dataloader  the same loop fed by ``torch.utils.data.DataLoader`` over a per-sample Dataset of
+              the already-decoded tensors (the cheapest DataLoader; ``num_workers=0``, as the CPU
+              is shared with the training);
+  torchvision for the image cases, the usual style of torchvision's examples: its own dataset
+              class (``torchvision.datasets.FashionMNIST``, read from the local IDX files) turning
+              each sample into a PIL image and through ``transforms``, then the same DataLoader.
 
 All three do the same arithmetic: before timing, the script runs a few steps of each from the
 same weights and seed and checks that they produce the same losses. Each step is timed on its
 own after a warm-up; the variants take turns in short blocks, in a rotating order (A B C, B C A,
 C A B, ...), so that load from other processes and the cost of following another variant fall on
-all three alike. The figure is the median CPU time of a step (process
-time; with one thread it is the step's own work, which other processes inflate far less than the
-wall-clock time, also recorded). The ratios
-lvmgraph/plain and dataloader/plain go to ``benchmarks/results/step_time.json`` and to the table
-in docs/BENCHMARKS.md (between the ``step_time.py`` markers), with the machine they ran on.
+all alike. The headline figure is the mean CPU time of a step (process time; with one thread it
+is the step's own work, which other processes inflate far less than the wall-clock time): the
+mean is the throughput a user gets, once-per-epoch costs (a new DataLoader iterator, a reshuffle)
+included, which a median leaves out. The median CPU time and the wall-clock times are recorded
+too. The ratios to plain go to ``benchmarks/results/step_time.json`` and to the table in
+docs/BENCHMARKS.md (between the ``step_time.py`` markers), with the machine they ran on.
 """
 from __future__ import annotations
 
@@ -43,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 JSON_OUT = ROOT / "benchmarks" / "results" / "step_time.json"
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 BEGIN, END = "<!-- step_time.py: begin -->", "<!-- step_time.py: end -->"
-VARIANTS = ("lvmgraph", "plain", "dataloader")
+VARIANTS = ("lvmgraph", "plain", "dataloader", "torchvision")
 
 
 # ---------------------------------------------------------------- the hand-written steps
@@ -101,6 +106,38 @@ def vae_step(m, opts):
     return step
 
 
+# ---------------------------------------------------------------- torchvision's own dataset class
+
+def fashion_mnist_transforms(pad: int, to_symmetric: bool):
+    """The transforms torchvision's examples chain for these specs' data: pad 28 -> 32 with
+    background, to a [0, 1] tensor, then to [-1, 1] when the spec's value range is."""
+    from torchvision import transforms
+    steps = [transforms.Pad(pad)] if pad else []
+    steps.append(transforms.ToTensor())
+    if to_symmetric:
+        steps.append(transforms.Normalize((0.5,), (0.5,)))
+    return transforms.Compose(steps)
+
+
+def torchvision_fashion_mnist(folder: Path, transform) -> torch.utils.data.Dataset:
+    """``torchvision.datasets.FashionMNIST(train=True)`` on the IDX files found on this machine,
+    unpacked into ``folder`` in torchvision's ``FashionMNIST/raw/`` layout (nothing is downloaded)."""
+    import gzip
+    import shutil
+
+    from lvmgraph_datasets.idx import FASHION_MNIST, find_idx_files
+    from torchvision import datasets
+    _, files = find_idx_files(FASHION_MNIST, None)
+    raw = folder / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for path in files.values():
+        target = raw / path.name.removesuffix(".gz")
+        if not target.exists():
+            with (gzip.open(path) if path.suffix == ".gz" else open(path, "rb")) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+    return datasets.FashionMNIST(str(folder), train=True, transform=transform, download=False)
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
@@ -108,12 +145,16 @@ class Case:
     make_step: Callable  # (modules, optimizers) -> step(x, step_no) -> losses
     steps: int  # default number of timed steps per variant
     block: int  # steps per turn when interleaving
+    # the transforms of torchvision's own dataset class for this data, if it has one
+    torchvision_transform: Callable | None = None
 
 
 CASES = {c.name: c for c in [
-    Case("dcgan_fashion_mnist", "specs/dcgan_fashion_mnist.yaml", dcgan_step, steps=200, block=5),
-    Case("vae_fashion_mnist", "specs/vae_fashion_mnist.yaml", vae_step, steps=600, block=20),
-    Case("gan_ring8", "specs/gan_ring8.yaml", ring8_step, steps=2000, block=50),
+    Case("dcgan_fashion_mnist", "specs/dcgan_fashion_mnist.yaml", dcgan_step, steps=200, block=5,
+         torchvision_transform=lambda: fashion_mnist_transforms(pad=2, to_symmetric=True)),
+    Case("vae_fashion_mnist", "specs/vae_fashion_mnist.yaml", vae_step, steps=600, block=20,
+         torchvision_transform=lambda: fashion_mnist_transforms(pad=0, to_symmetric=False)),
+    Case("gan_ring8", "specs/gan_ring8.yaml", ring8_step, steps=2000, block=50),  # no torchvision dataset
 ]}
 
 
@@ -178,12 +219,13 @@ class PerSample(torch.utils.data.Dataset):
 
 
 class DataLoaderRunner:
-    """The usual style: a per-sample Dataset, a shuffling DataLoader collating every batch."""
+    """A per-sample Dataset (by default the decoded tensors), a shuffling DataLoader collating every
+    batch; ``x`` is the batch's ``"x"`` or, for torchvision's (image, label) pairs, its first item."""
 
-    def __init__(self, case: Case, exp):
+    def __init__(self, case: Case, exp, data: torch.utils.data.Dataset | None = None):
         self.modules = copy.deepcopy(exp.modules).train()
         self.run = case.make_step(self.modules, _optimizers(exp, self.modules))
-        data = PerSample(exp.data.train)
+        data = PerSample(exp.data.train) if data is None else data
         # the same order as the other two: the sampler draws randperm from a generator seeded alike (the
         # loader's own generator only gives each epoch's worker seed, which must not consume the sampler's)
         sampler = torch.utils.data.RandomSampler(data, generator=torch.Generator().manual_seed(exp.spec.seed))
@@ -198,22 +240,30 @@ class DataLoaderRunner:
         except StopIteration:
             self.batches = iter(self.loader)
             batch = next(self.batches)
-        losses = self.run(batch["x"], self.step_no)
+        losses = self.run(batch["x"] if isinstance(batch, dict) else batch[0], self.step_no)
         self.step_no += 1
         return losses
 
 
-def build(case: Case, overrides=()) -> dict:
-    """The three runners on one freshly built spec, all from the same initial weights."""
+def build(case: Case, overrides=(), folder: Path | None = None) -> dict:
+    """The runners on one freshly built spec, all from the same initial weights; ``folder`` holds
+    the unpacked files of torchvision's dataset (cases that have one; a temporary folder if None)."""
+    import tempfile
+
     import lvmgraph.api as lg
     exp = lg.validate(ROOT / case.spec, overrides=["train.progress=false", *overrides], device="cpu")
-    plain, loader = PlainRunner(case, exp), DataLoaderRunner(case, exp)  # copies before any step
-    return {"lvmgraph": LvmgraphRunner(exp), "plain": plain, "dataloader": loader}
+    runners = {"plain": PlainRunner(case, exp), "dataloader": DataLoaderRunner(case, exp)}  # copies before any step
+    if case.torchvision_transform is not None:
+        if folder is None:
+            folder = Path(tempfile.mkdtemp(prefix="step_time_tv_"))
+        data = torchvision_fashion_mnist(folder, case.torchvision_transform())
+        runners["torchvision"] = DataLoaderRunner(case, exp, data)
+    return {"lvmgraph": LvmgraphRunner(exp), **runners}
 
 
-def check_agreement(case: Case, steps: int = 3, overrides=()) -> None:
+def check_agreement(case: Case, steps: int = 3, overrides=(), folder: Path | None = None) -> None:
     """The variants do the same work: from the same weights and seed they give the same losses."""
-    runners = build(case, overrides)
+    runners = build(case, overrides, folder)
     losses = {}
     for name, runner in runners.items():
         torch.manual_seed(1234)
@@ -221,16 +271,16 @@ def check_agreement(case: Case, steps: int = 3, overrides=()) -> None:
         for _ in range(steps):
             out = runner.step()
             losses[name].append(runner.losses() if out is None else [float(v) for v in out])
-    for name in VARIANTS[1:]:
+    for name in [v for v in VARIANTS[1:] if v in runners]:
         diff = max(abs(a - b) for sa, sb in zip(losses["lvmgraph"], losses[name]) for a, b in zip(sa, sb))
         if diff > 1e-4:
             raise AssertionError(f"{case.name}: the {name} loop's losses differ from lvmgraph's by {diff:.3g}: "
                                  f"{losses[name]} vs {losses['lvmgraph']}; the variants do not do the same work")
 
 
-def time_case(case: Case, steps: int, warmup: int, overrides=()) -> dict:
-    """Median step time of each variant, the variants interleaved in blocks of ``case.block`` steps."""
-    runners = build(case, overrides)
+def time_case(case: Case, steps: int, warmup: int, overrides=(), folder: Path | None = None) -> dict:
+    """Mean and median step time of each variant, the variants interleaved in blocks of ``case.block`` steps."""
+    runners = build(case, overrides, folder)
     for runner in runners.values():
         for _ in range(warmup):
             runner.step()
@@ -248,16 +298,18 @@ def time_case(case: Case, steps: int, warmup: int, overrides=()) -> dict:
                 runner.step()
                 cpu[name].append(time.process_time() - start_cpu)
                 wall[name].append(time.perf_counter() - start_wall)
-    median_cpu = {name: statistics.median(ts) for name, ts in cpu.items()}
-    median_wall = {name: statistics.median(ts) for name, ts in wall.items()}
+    def ms(stat, times):
+        return {name: round(stat(ts) * 1e3, 4) for name, ts in times.items()}
+
+    def to_plain(times):
+        return {f"{name}/plain": t / times["plain"] for name, t in times.items() if name != "plain"}
+
+    mean_cpu, median_cpu = ms(statistics.fmean, cpu), ms(statistics.median, cpu)
+    mean_wall, median_wall = ms(statistics.fmean, wall), ms(statistics.median, wall)
     return {"spec": case.spec, "steps": steps, "warmup": warmup, "block": block,
             "batch_size": runners["plain"].batch_size,
-            "median_ms": {k: round(v * 1e3, 4) for k, v in median_cpu.items()},
-            "median_wall_ms": {k: round(v * 1e3, 4) for k, v in median_wall.items()},
-            "ratio": {"lvmgraph/plain": median_cpu["lvmgraph"] / median_cpu["plain"],
-                      "dataloader/plain": median_cpu["dataloader"] / median_cpu["plain"]},
-            "wall_ratio": {"lvmgraph/plain": median_wall["lvmgraph"] / median_wall["plain"],
-                           "dataloader/plain": median_wall["dataloader"] / median_wall["plain"]}}
+            "mean_ms": mean_cpu, "median_ms": median_cpu, "mean_wall_ms": mean_wall, "median_wall_ms": median_wall,
+            "ratio": to_plain(mean_cpu), "median_ratio": to_plain(median_cpu), "wall_ratio": to_plain(mean_wall)}
 
 
 # ---------------------------------------------------------------- machine and table
@@ -277,16 +329,23 @@ def machine() -> dict:
 
 def table(record: dict) -> str:
     m = record["machine"]
-    lines = ["| spec | batch | lvmgraph ms | plain ms | DataLoader ms | **lvmgraph / plain** | DataLoader / plain "
-             "| wall-clock: lvmgraph / plain | wall-clock: DataLoader / plain |",
-             "|---|---|---|---|---|---|---|---|---|"]
+
+    def cell(values: dict, key: str, fmt: str) -> str:
+        return format(values[key], fmt) if key in values else "–"
+
+    lines = ["| spec | batch | lvmgraph ms | plain ms | DataLoader ms | torchvision ms | **lvmgraph / plain** "
+             "| DataLoader / plain | torchvision / plain | median: lvmgraph / plain | median: DataLoader / plain "
+             "| wall-clock: lvmgraph / plain |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in record["cases"].items():
-        ms, ratio, wall = r["median_ms"], r["ratio"], r["wall_ratio"]
+        ms, ratio, median, wall = r["mean_ms"], r["ratio"], r["median_ratio"], r["wall_ratio"]
         lines.append(f"| `{name}` | {r['batch_size']} | {ms['lvmgraph']:.2f} | {ms['plain']:.2f} | "
-                     f"{ms['dataloader']:.2f} | **{ratio['lvmgraph/plain']:.3f}** | {ratio['dataloader/plain']:.3f} "
-                     f"| {wall['lvmgraph/plain']:.3f} | {wall['dataloader/plain']:.3f} |")
+                     f"{ms['dataloader']:.2f} | {cell(ms, 'torchvision', '.2f')} | **{ratio['lvmgraph/plain']:.3f}** "
+                     f"| {ratio['dataloader/plain']:.3f} | {cell(ratio, 'torchvision/plain', '.3f')} "
+                     f"| {median['lvmgraph/plain']:.3f} | {median['dataloader/plain']:.3f} "
+                     f"| {wall['lvmgraph/plain']:.3f} |")
     steps = ", ".join(f"{r['steps']}" for r in record["cases"].values())
-    lines += ["", f"Median CPU time of one step (the process's user + system time; one thread) over {steps} "
+    lines += ["", f"Mean CPU time of one step (the process's user + system time; one thread) over {steps} "
                   f"timed steps per variant after {record['warmup']} warm-up steps, the variants interleaved; "
                   f"measured {record['measured']} at commit {record['commit']} on {m['cpu']}, {m['cores']} cores, "
                   f"{m['threads']} torch thread(s), torch {m['torch']}, Python {m['python']}; 1-minute load "
@@ -337,13 +396,15 @@ def main(argv=None) -> int:
     record = {"measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": _commit(),
               "machine": machine(), "warmup": args.warmup, "overrides": args.overrides, "note": args.note,
               "cases": {}}
-    for name in args.only or CASES:
-        case = CASES[name]
-        check_agreement(case, overrides=overrides)
-        record["cases"][name] = time_case(case, args.steps or case.steps, args.warmup, overrides)
-        r = record["cases"][name]
-        print(f"{name}: CPU {r['median_ms']} ms, ratios {r['ratio']}; wall {r['median_wall_ms']} ms, "
-              f"ratios {r['wall_ratio']}", flush=True)
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="step_time_tv_") as folder:  # torchvision's unpacked files
+        for name in args.only or CASES:
+            case = CASES[name]
+            check_agreement(case, overrides=overrides, folder=Path(folder))
+            record["cases"][name] = time_case(case, args.steps or case.steps, args.warmup, overrides, Path(folder))
+            r = record["cases"][name]
+            print(f"{name}: mean CPU {r['mean_ms']} ms, ratios {r['ratio']}; median CPU ratios "
+                  f"{r['median_ratio']}; wall ratios {r['wall_ratio']}", flush=True)
     print(table(record))
     if not args.no_write:
         args.json.parent.mkdir(parents=True, exist_ok=True)
