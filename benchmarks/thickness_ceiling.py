@@ -1,7 +1,7 @@
 """How much garment-class agreement a perfect thin <-> thick translation could reach under the judge.
 
     python benchmarks/thickness_ceiling.py                               # specs/cyclegan_thin2thick.yaml
-    python benchmarks/thickness_ceiling.py specs/cyclegan_thin2thick.yaml
+    python benchmarks/thickness_ceiling.py specs/cyclegan_thin2thick.yaml --epochs 10
 
 The CycleGAN spec's ``class_kept_*`` figures ask the class judge (trained on the run's real thin
 and thick images, as the spec's eval does) whether a translation keeps the garment class of its
@@ -25,6 +25,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("spec", nargs="?", default=str(ROOT / "specs" / "cyclegan_thin2thick.yaml"),
                         help="a spec whose data is `dataset: domains, kind: thickness`")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="the class judge's training epochs, as its `judge: {epochs: N}` in the spec "
+                             "(default: the judge's own default)")
     args = parser.parse_args(argv)
 
     import torch
@@ -39,7 +42,7 @@ def main(argv=None) -> int:
     if loaded.spec.data.dataset != "domains" or settings.get("kind") != "thickness":
         parser.error(f"{args.spec}: data must be `dataset: domains` with `kind: thickness`")
     bundle = load_domains(**settings)
-    judge = judge_for("domains", bundle, images=["x_a", "x_b"], labels=["y_a", "y_b"])
+    judge = judge_for("domains", bundle, images=["x_a", "x_b"], labels=["y_a", "y_b"], epochs=args.epochs)
     p = DomainsParams.model_validate(settings)
     x, y = load_base(p).splits["test"]
     thin = judge.predict(finish_images(apply_thickness(x, "thin", p), p), bundle.info)
