@@ -265,6 +265,21 @@ def test_ema_follows_the_moving_average_recurrence_and_drives_sampling():
     assert exp.sampling_modules()["encoder"] is exp.modules["encoder"]
 
 
+def test_metrics_evaluate_graph_values_with_the_ema_copies():
+    """A metric asking for graph values given inputs (translations, reconstructions) sees the EMA
+    weights, as sampling does: x_hat through the averaged decoder, not the live one."""
+    from lvmgraph.eval.runner import RunEvalContext
+    exp = experiment(SPECS / "aae_uniform.yaml", "train.steps=5", "train.ema={decoder: 0.5}")
+    Trainer(exp).fit()
+    x = exp.data.test["x"][:16]
+    got = RunEvalContext(exp).evaluate(["x_hat"], {"x": x})["x_hat"]
+    with torch.no_grad():
+        z = exp.modules["encoder"](x)
+        averaged, live = exp.ema["decoder"](z), exp.modules["decoder"](z)
+    assert not torch.allclose(averaged, live, atol=1e-4)  # five steps at decay 0.5 part the two
+    assert torch.allclose(got, averaged, atol=1e-6)
+
+
 def test_ema_of_an_unknown_component_is_a_spec_error():
     from lvmgraph.spec.errors import SpecError
     with pytest.raises(SpecError, match="ema names 'decodr'.*did you mean 'decoder'"):

@@ -48,7 +48,9 @@ class RunEvalContext:
 
     def __init__(self, exp: Experiment, seed: int = 0):
         self.exp = exp
-        self.components = dict(exp.modules.items())
+        # metrics see what generation uses: the EMA copies (train.ema) in place of their components
+        self.modules = exp.sampling_modules()
+        self.components = dict(self.modules.items())
         self.data = exp.data
         self.device = exp.device
         self.spec = exp.spec
@@ -64,7 +66,7 @@ class RunEvalContext:
                                    + (f"; did you mean '{match}'? (set it in the metric's settings)" if match else ""))
         data = {k: v for k, v in inputs.items() if k in self.exp.graph.data_fields}
         overrides = {k: v for k, v in inputs.items() if k not in data}
-        ex = Executor(self.exp.graph, self.exp.modules, self.exp.schedules, self.exp.device)
+        ex = Executor(self.exp.graph, self.modules, self.exp.schedules, self.exp.device)
         ex.begin({k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in data.items()}, 0)
         with torch.no_grad():
             return ex.evaluate(outputs, overrides=overrides)
