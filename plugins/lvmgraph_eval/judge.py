@@ -108,9 +108,10 @@ def judge_accuracy(ctx, **settings) -> dict:
 
     The judge (a small CNN, cached; see ``lvmgraph.eval.judge``) is trained on the train split of
     ``judge.images`` against ``judge.labels`` (or the fields' positions) and tested on the test
-    split; with ``judge.data``, on a copy of the data built with those settings changed. For the
-    first n examples of ``split`` (those where ``where`` is true), the graph value ``output`` is
-    computed from the batch and classified. ``accuracy``: fraction classified as ``target``;
+    split; with ``judge.data``, on a copy of the data built with those settings changed; with
+    ``judge.colour: value``, on the images' brightest channel only (blind to hue, for a class that
+    does not depend on the ink's colour). For the first n examples of ``split`` (those where
+    ``where`` is true), the graph value ``output`` is computed from the batch and classified. ``accuracy``: fraction classified as ``target``;
     ``per_target``: the same per target class; ``reference``: the judge's accuracy on real test
     images (the ceiling; with ``where`` and one labelled image field, on the flagged examples' real
     images, and ``reference_whole_split`` on all), ``reference_per_target`` per class (whole
