@@ -221,6 +221,29 @@ def test_with_where_the_reference_is_the_flagged_real_images_and_judge_data_chan
         one(captions, output="x_same", judge={**CLASS_JUDGE, "data": {"hold_outt": []}}, target="y")
 
 
+def test_a_judge_blind_to_hue_reads_a_colour_it_never_saw_with_a_class(captions):
+    held = one(captions, output="x_same", judge=CLASS_JUDGE, target="y", where="held_out", n=5000)
+    blind = one(captions, output="x_same", judge={**CLASS_JUDGE, "colour": "value"}, target="y",
+                where="held_out", n=5000)
+    judge = blind["protocol"]["judge"]
+    assert judge["colour"] == "value" and "(1x8x8" in judge["architecture"]
+    assert held["protocol"]["judge"]["colour"] == "keep" and "(3x8x8" in held["protocol"]["judge"]["architecture"]
+    assert judge["key"] != held["protocol"]["judge"]["key"]
+    assert blind["accuracy"] == pytest.approx(blind["reference"], abs=1e-12)
+    # never shown a red 1, the colour judge misreads real ones; the hue-blind judge has seen 1s
+    assert held["reference"] < 0.5 < blind["reference"]
+    # hue never reaches it: the red and green channels swapped, the same logits (not so for the other)
+    x, info = captions.data.test["x"][:64], captions.data.info
+    swapped = x[:, [1, 0, 2]]
+    blind_judge = judge_for("captions", captions.data, images="x", labels="y", epochs=8, colour="value", quiet=True)
+    assert blind_judge.from_cache and blind_judge.key == judge["key"]
+    torch.testing.assert_close(blind_judge.logits(swapped, info), blind_judge.logits(x, info), rtol=0, atol=0)
+    keep = judge_for("captions", captions.data, images="x", labels="y", epochs=8, quiet=True)
+    assert (keep.logits(swapped, info) - keep.logits(x, info)).abs().max() > 1e-2
+    with pytest.raises(ValidationError, match="keep|value"):
+        METRICS["judge_accuracy"][1](output="x_same", judge={**CLASS_JUDGE, "colour": "grey"}, target="y")
+
+
 def test_the_judge_is_cached_keyed_and_retrained_when_damaged(domains, tmp_path):
     bundle = domains.data
     first = judge_for("domains", bundle, images=["x_a", "x_b"], epochs=2, cache_dir=tmp_path, quiet=True)

@@ -65,6 +65,29 @@ def test_text_encoder_shape_and_padding_never_changes_the_embedding(bidirectiona
     assert changed[0] == 0 and changed[3] == 0 and changed[1] > 1e-4 and changed[2] > 1e-4
 
 
+def test_bag_of_words_encoder_is_additive_in_the_words_and_ignores_order_and_padding():
+    enc = TextEncoder(vocab_size=10, embed_dim=8, out_dim=6, encoder="bag")
+    assert enc.rnn is None
+    text, length = padded(CAPTIONS, 5)
+    phi = enc(text, length)
+    longer, _ = padded(CAPTIONS, 11)
+    torch.testing.assert_close(enc(longer, length), phi, rtol=0, atol=1e-6)
+    reordered, _ = padded([[7, 1, 4], [3, 9, 5, 2, 1], [6], [2, 8, 4, 1]], 5)
+    torch.testing.assert_close(enc(reordered, length), phi, rtol=0, atol=1e-5)
+    # a word swapped moves every caption's embedding by the same vector: "red boot" - "green boot"
+    # = "red sneaker" - "green sneaker", so an unseen combination is made of seen differences
+    a, _ = padded([[1, 4, 7], [1, 5, 7], [1, 4, 8], [1, 5, 8]], 3)
+    e = enc(a)
+    torch.testing.assert_close(e[0] - e[1], e[2] - e[3], rtol=0, atol=1e-5)
+    assert (e[0] - e[1]).abs().max() > 1e-3
+    # the GRU is not additive
+    gru = TextEncoder(vocab_size=10, embed_dim=8, hidden=12, out_dim=6)
+    g = gru(a)
+    assert ((g[0] - g[1]) - (g[2] - g[3])).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="'gru' or 'bag'"):
+        TextEncoder(vocab_size=10, encoder="lstm")
+
+
 def test_a_gru_reading_the_padding_would_see_it():
     """The control for the test above: without packing, a GRU's final state depends on the pad steps."""
     enc = TextEncoder(vocab_size=10, embed_dim=8, hidden=12, out_dim=6)

@@ -15,6 +15,7 @@ Public API::
     judge = judge_for("domains", bundle, images=["x_a", "x_b"])           # classes = positions
     judge = judge_for("domains", bundle, images=["x_a", "x_b"], labels=["y_a", "y_b"])
     judge = judge_for("attributes", bundle, images=["x"], labels=["attributes"])  # multi-label
+    judge = judge_for("captions", bundle, images=["x"], labels=["y"], colour="value")  # blind to hue
     judge.predict(x, info)   # (n,) class indices, or (n, A) bool attributes in multi-label mode
     judge.describe()         # architecture, epochs, checksum, key, test results, ...
 
@@ -22,6 +23,11 @@ Public API::
   image field holding class indices (n,), one-hot rows (n K), or multi-hot rows (n A) of 0/1 with
   some row not summing to 1 — multi-hot selects ``mode == "attributes"`` (multi-label, sigmoid per
   attribute, binary cross-entropy); otherwise ``mode == "classes"`` (softmax, cross-entropy).
+- ``colour``: ``"keep"`` (default) reads the canonical images as they are; ``"value"`` reads only
+  their HSV value, the brightest channel (n 1 h w), so the judge is blind to hue: for a question
+  colour does not answer (the class of a garment inked red or green), a judge that cannot see the
+  ink's hue learns one shape per class instead of one per class and colour, and reads a colour
+  it never saw with that class (a held-out red ankle boot) as well as the others.
 - ``test``: ``accuracy`` (classes: fraction right; attributes: mean over attributes), ``per_class``
   (accuracy on the test images of each class; attributes: per attribute), ``all_attributes``
   (attributes only: every bit right), ``n``.
@@ -51,7 +57,7 @@ from .evaluator import (SmallCNN, architecture_name, build_model, cache_folder, 
                         hash_tensor, move_aside, native_input_shape, read_entry, saved_checksum, serialize,
                         training_settings, write_entry)
 
-__all__ = ["Judge", "JudgeCorrupt", "judge_for", "judge_data", "judge_fields", "judge_key"]
+__all__ = ["Judge", "JudgeCorrupt", "colour_view", "judge_for", "judge_data", "judge_fields", "judge_key"]
 
 CACHE_FORMAT = 1  # of the key; the entry's files and checks are the evaluator cache's (read_entry, write_entry)
 
@@ -149,6 +155,9 @@ class Judge:
         self.mode: str = settings["mode"]
         self.num_classes = int(settings["num_classes"])
         self.input_shape = tuple(settings["input_shape"])
+        #: the canonical images' shape before ``colour`` (c h w): what ``logits`` turns inputs into
+        self.image_shape = tuple(settings.get("image_shape", settings["input_shape"]))
+        self.colour: str = settings.get("colour", "keep")
 
     @property
     def architecture(self) -> str:
@@ -158,7 +167,8 @@ class Judge:
     def logits(self, x: torch.Tensor, info: dict | None = None, batch_size: int = 500) -> torch.Tensor:
         """(n K) logits of images in the run's format (with ``info``) or already canonical."""
         if info is not None:
-            x = canonical_images(x, info, input_shape=self.input_shape)
+            x = canonical_images(x, info, input_shape=self.image_shape)
+        x = colour_view(x, self.colour)
         outs = []
         with torch.no_grad():
             for s in range(0, len(x), batch_size):
@@ -174,9 +184,19 @@ class Judge:
         s = self.settings
         return {"dataset": self.dataset, "architecture": self.architecture, "mode": self.mode,
                 "images": s["images"], "labels": s["labels"], "classes": self.num_classes,
-                "epochs": s["epochs"], "seed": s["seed"], "train_size": s["train_size"],
+                "epochs": s["epochs"], "seed": s["seed"], "train_size": s["train_size"], "colour": self.colour,
                 "test": self.test, "checksum": self.checksum, "key": self.key,
                 "cache_dir": str(self.cache_dir) if self.cache_dir else None}
+
+
+def colour_view(x: torch.Tensor, colour: str) -> torch.Tensor:
+    """Canonical images (n c h w) -> what a judge with this ``colour`` setting reads: themselves
+    ("keep") or their HSV value, the largest channel (n 1 h w) ("value")."""
+    if colour == "keep":
+        return x
+    if colour == "value":
+        return x.amax(dim=1, keepdim=True)
+    raise ValueError(f"judge colour must be 'keep' or 'value', got {colour!r}")
 
 
 def score(pred: torch.Tensor, y: torch.Tensor, mode: str, num_classes: int) -> dict:
@@ -208,11 +228,19 @@ def judge_key(dataset: str, splits: dict, settings: dict) -> str:
     return h.hexdigest()
 
 
-def _settings(info: dict, n_train: int, width: int, mode: str, images, labels, epochs, seed) -> dict:
-    """The evaluator's recipe with ``width`` outputs, plus what the judge learns from."""
-    return {**training_settings(info, n_train, epochs=epochs, seed=seed, num_classes=width),
-            "mode": mode, "images": list(images), "labels": list(labels) if labels is not None else None,
-            "train_size": int(n_train)}
+def _settings(info: dict, n_train: int, width: int, mode: str, images, labels, epochs, seed,
+              colour: str = "keep") -> dict:
+    """The evaluator's recipe with ``width`` outputs, plus what the judge learns from (and, with
+    ``colour="value"``, a one-channel input: ``image_shape`` keeps the canonical images' shape)."""
+    settings = {**training_settings(info, n_train, epochs=epochs, seed=seed, num_classes=width),
+                "mode": mode, "images": list(images), "labels": list(labels) if labels is not None else None,
+                "train_size": int(n_train)}
+    if colour != "keep":  # only then: the settings (and keys) of every other judge stay as they were
+        colour_view(torch.zeros(1, 1, 1, 1), colour)  # checks the name
+        settings["colour"] = colour
+        settings["image_shape"] = list(settings["input_shape"])
+        settings["input_shape"] = [1, *settings["input_shape"][1:]]
+    return settings
 
 
 def judge_dir(dataset: str, key: str, root: Path | None = None) -> Path:
@@ -248,9 +276,11 @@ def judge_fields(images: str | Sequence[str], labels: str | Sequence[str] | None
 
 def judge_for(dataset: str, bundle: DatasetBundle, *, images: str | Sequence[str],
               labels: str | Sequence[str] | None = None, epochs: int | None = None, seed: int = 0,
-              device="cpu", cache_dir: str | os.PathLike | None = None, quiet: bool = False) -> Judge:
+              colour: str = "keep", device="cpu", cache_dir: str | os.PathLike | None = None,
+              quiet: bool = False) -> Judge:
     """The judge of ``images`` (against ``labels``, or their positions) on this exact data: cached, or
-    trained on the train split, measured on the test split and cached."""
+    trained on the train split, measured on the test split and cached. ``colour="value"``: the judge
+    reads only the images' brightest channel (blind to hue)."""
     images, labels = judge_fields(images, labels)
     multi = _multi_hot_field(bundle, labels)
     splits = {}
@@ -264,7 +294,7 @@ def judge_for(dataset: str, bundle: DatasetBundle, *, images: str | Sequence[str
     splits = {k: _fix_mode(*v, multi, width) for k, v in splits.items()}
     mode = splits["train"][2]
     tensors = {k: (x, y) for k, (x, y, _) in splits.items()}
-    settings = _settings(bundle.info, len(tensors["train"][0]), width, mode, images, labels, epochs, seed)
+    settings = _settings(bundle.info, len(tensors["train"][0]), width, mode, images, labels, epochs, seed, colour)
     key = judge_key(dataset, tensors, settings)
     root = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
     folder = judge_dir(dataset, key, root)
@@ -283,7 +313,7 @@ def judge_for(dataset: str, bundle: DatasetBundle, *, images: str | Sequence[str
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(settings["seed"])
         model = build_model(settings).to(device)
-        fit(model, x_train, y_train, settings, device=device, label=f"judge {label}", quiet=quiet,
+        fit(model, colour_view(x_train, colour), y_train, settings, device=device, label=f"judge {label}", quiet=quiet,
             loss_fn=F.binary_cross_entropy_with_logits if mode == "attributes" else F.cross_entropy)
     data = serialize(model)
     judge = Judge(model, dataset=dataset, settings=settings, test={}, checksum=hashlib.sha256(data).hexdigest(),

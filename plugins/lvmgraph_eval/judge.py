@@ -34,6 +34,10 @@ class JudgeParams(Params):
                           "(multi-label judge, a sigmoid per attribute); null: classes are the positions in `images`")
     epochs: int | None = Field(None, gt=0, description="training epochs (default: about 300 steps, at least 3)")
     seed: int = Field(0, ge=0, description="seed of the judge's initialisation and data order")
+    colour: Literal["keep", "value"] = Field(
+        "keep", description="keep: the judge reads the images' colours; value: only their HSV value (the "
+                            "brightest channel), blind to hue: for questions colour does not answer (the class "
+                            "of a garment inked red or green), so a colour never seen with a class is no obstacle")
     data: dict[str, Any] | None = Field(
         None, description="dataset settings changed for the judge's own copy of the data (the run's data "
                           "is unchanged), e.g. {hold_out: []}: a judge of held-out combinations must have "
@@ -104,9 +108,10 @@ def judge_accuracy(ctx, **settings) -> dict:
 
     The judge (a small CNN, cached; see ``lvmgraph.eval.judge``) is trained on the train split of
     ``judge.images`` against ``judge.labels`` (or the fields' positions) and tested on the test
-    split; with ``judge.data``, on a copy of the data built with those settings changed. For the
-    first n examples of ``split`` (those where ``where`` is true), the graph value ``output`` is
-    computed from the batch and classified. ``accuracy``: fraction classified as ``target``;
+    split; with ``judge.data``, on a copy of the data built with those settings changed; with
+    ``judge.colour: value``, on the images' brightest channel only (blind to hue, for a class that
+    does not depend on the ink's colour). For the first n examples of ``split`` (those where
+    ``where`` is true), the graph value ``output`` is computed from the batch and classified. ``accuracy``: fraction classified as ``target``;
     ``per_target``: the same per target class; ``reference``: the judge's accuracy on real test
     images (the ceiling; with ``where`` and one labelled image field, on the flagged examples' real
     images, and ``reference_whole_split`` on all), ``reference_per_target`` per class (whole
@@ -126,7 +131,7 @@ def judge_accuracy(ctx, **settings) -> dict:
     name = info.get("name") or ctx.spec.data.dataset
     bundle = ctx.dataset(j.data) if j.data else ctx.data
     judge = judge_for(name, bundle, images=images, labels=labels, epochs=j.epochs, seed=j.seed,
-                      device=ctx.device, quiet=True)
+                      colour=j.colour, device=ctx.device, quiet=True)
     image_shape = tuple(ctx.data.train[images[0]].shape[1:])
     graph_target = isinstance(s.target, str) and s.target not in ctx.data.train
     wanted = [s.output] + ([s.target] if graph_target else [])

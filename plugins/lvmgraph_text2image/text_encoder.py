@@ -1,4 +1,4 @@
-"""The sentence encoder phi(t): token embedding + GRU over the caption's real words only.
+"""The sentence encoder phi(t): token embedding + GRU over the caption's real words only (or a bag of words).
 
 Axis legend: b batch, L padded caption length, e token embedding width, f GRU hidden width,
 d sentence embedding width (``out_dim``).
@@ -10,8 +10,17 @@ loss (the template's discriminator phase updates it; see ``templates/text2image.
 Captions arrive as right-padded token ids (0 = ``<pad>``, the captions dataset's convention) with
 their lengths. The GRU runs on a packed sequence, so padding never enters it: the same caption
 padded to any length, or batched beside longer captions, has the same embedding.
+
+``encoder: bag`` replaces the GRU by a bag of words: phi = linear(sum of the caption's word
+vectors). Order is ignored and the embedding is additive in the words, so a caption whose words
+were only ever seen in other combinations ("a red ankle boot" when only green ankle boots and
+red sneakers were) is, to the generator, the vector sum it has seen in parts:
+phi(red boot) - phi(green boot) = phi(red sneaker) - phi(green sneaker). The GRU gives no such
+guarantee (an unseen word sequence can land anywhere); this is the zero-shot composition setting.
 """
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 from pydantic import Field, PositiveInt
@@ -32,10 +41,15 @@ class TextEncoderParams(Params):
     out_dim: PositiveInt = Field(default=128, description="width d of the sentence embedding phi(t)")
     bidirectional: bool = Field(default=False, description="also read the caption right to left; the two final "
                                                             "states are concatenated")
+    encoder: Literal["gru", "bag"] = Field(
+        default="gru", description="gru: a GRU over the words in order (hidden, bidirectional); bag: the sum of "
+                                   "the words' vectors, then linear (order-free and additive in the words, so "
+                                   "unseen combinations of seen words compose)")
 
 
 class TextEncoder(nn.Module):
-    """text (b L) int64, text_length (b,) -> phi (b d): final GRU state(s) -> linear.
+    """text (b L) int64, text_length (b,) -> phi (b d): final GRU state(s) -> linear (``encoder="bag"``:
+    the sum of the word vectors -> linear).
 
     ``text_length`` may be omitted: it is then the number of non-pad tokens. When given it must
     agree with the padding (real tokens before it, pad after it); a disagreement raises, since it
@@ -43,16 +57,26 @@ class TextEncoder(nn.Module):
     """
 
     def __init__(self, *, vocab_size: int, embed_dim: int = 64, hidden: int = 128, out_dim: int = 128,
-                 bidirectional: bool = False):
+                 bidirectional: bool = False, encoder: str = "gru"):
         super().__init__()
+        if encoder not in ("gru", "bag"):
+            raise ValueError(f"text_encoder: encoder must be 'gru' or 'bag', got {encoder!r}")
         self.vocab_size = int(vocab_size)
         self.out_dim = int(out_dim)
+        self.encoder = encoder
         self.embed = nn.Embedding(self.vocab_size, embed_dim, padding_idx=PAD_ID)
-        self.rnn = nn.GRU(embed_dim, hidden, batch_first=True, bidirectional=bidirectional)
-        self.out = nn.Linear(hidden * (2 if bidirectional else 1), out_dim)
+        if encoder == "gru":
+            self.rnn = nn.GRU(embed_dim, hidden, batch_first=True, bidirectional=bidirectional)
+            self.out = nn.Linear(hidden * (2 if bidirectional else 1), out_dim)
+        else:
+            self.rnn = None
+            self.out = nn.Linear(embed_dim, out_dim)
 
     def forward(self, text: torch.Tensor, text_length: torch.Tensor | None = None) -> torch.Tensor:
         lengths = self.lengths(text, text_length)
+        if self.rnn is None:  # bag of words: only the real words are summed
+            real = (text != PAD_ID).unsqueeze(-1)
+            return self.out((self.embed(text) * real).sum(dim=1))
         packed = pack_padded_sequence(self.embed(text), lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, h_n = self.rnn(packed)  # (directions b f), in the input's row order
         return self.out(torch.cat(list(h_n), dim=1))
