@@ -204,12 +204,15 @@ class Run:
         result = {name: torch.cat(p) for name, p in parts.items()}
         return result[spec.output] if outputs is None else result
 
-    def sweep(self, name: str, values: Sequence[torch.Tensor], n: int, given: dict[str, Any] | None = None,
-              seed: int = 0, *, labels: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-        """The main output once per value of ``name`` (each a tensor of n rows, as ``given`` takes),
-        from the same draws, inputs and noise: {label: (n ...)}, led by the inputs (the first
-        ``sample.grid`` row) when the spec's sample section has a grid. E.g. one StarGAN input
-        translated to every domain: ``run.sweep("c_trg", [torch.full((8,), k) for k in range(6)], 8)``.
+    def sweep(self, name: str, values: Sequence[torch.Tensor | dict[str, torch.Tensor]], n: int,
+              given: dict[str, Any] | None = None, seed: int = 0, *,
+              labels: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """The main output once per value of ``name`` (each a tensor of n rows, as ``given`` takes,
+        or a dict of given fields when a value comes with companions, e.g. a caption's ``text`` and
+        ``text_length`` from ``parse_given``), from the same draws, inputs and noise: {label: (n ...)},
+        led by the inputs (the first ``sample.grid`` row) when the spec's sample section has a grid.
+        E.g. one StarGAN input translated to every domain:
+        ``run.sweep("c_trg", [torch.full((8,), k) for k in range(6)], 8)``.
         """
         spec = self.experiment.spec.sample
         if spec is None:
@@ -219,7 +222,8 @@ class Run:
             raise ValueError(f"{len(values)} values but {len(labels)} labels")
         rows: dict[str, torch.Tensor] = {}
         for label, value in zip(labels, values):
-            out = self.sample(n, given={**(given or {}), name: value}, seed=seed, outputs="all")
+            fields = value if isinstance(value, dict) else {name: value}
+            out = self.sample(n, given={**(given or {}), **fields}, seed=seed, outputs="all")
             if spec.grid and not rows:
                 rows[spec.grid[0]] = out[spec.grid[0]]
             rows[label] = out[spec.output]

@@ -397,6 +397,14 @@ def test_sampling_from_given_captions_and_interpolating_between_them(tiny_spec, 
     out = tmp_path / "threes.npz"
     assert cli_main(["sample", str(run.path), "--given", "text=a white three", "-n", "6", "--out", str(out)]) == 0
     torch.testing.assert_close(torch.from_numpy(np.load(out)["samples"]), threes)
+    # a sweep over captions: each row is what sampling from that caption alone gives
+    rows = model.sweep("text", [given("a white three", 6), given("a white seven", 6)], 6, labels=["3", "7"])
+    torch.testing.assert_close(rows["3"], threes)
+    torch.testing.assert_close(rows["7"], sevens)
+    picture = tmp_path / "sweep.png"
+    assert cli_main(["sample", str(run.path), "--sweep", "text=a white three,a white seven", "-n", "6",
+                     "--out", str(picture)]) == 0
+    assert picture.stat().st_size > 0
 
     grid = interpolation(exp, "a white three", "a white seven", steps=5, rows=2, seed=3)
     assert grid.shape == (10, 3, 8, 8)
