@@ -4,12 +4,12 @@
     python benchmarks/caption_judge_ceiling.py --variants 3:keep,3:value,10:value
 
 The text-to-image spec's ``class_from_text`` figure is capped by its class judge's accuracy on
-real test images. This script trains that judge (the evaluator's SmallCNN and recipe, on the train
-split of the spec's own captions data, held-out combinations removed as in the run) once per
-variant ``EPOCHS:COLOUR`` (colour ``keep`` = RGB, ``value`` = the brightest channel only, the
-judge's ``colour: value``) and reports its accuracy on the whole test split, on the held-out
-combinations and on the rest, and per domain (thickness x colour). Nothing is cached: each
-variant takes a few CPU minutes (3 epochs) on one thread.
+real test images. This script gets that judge from ``judge_for`` (the one the
+spec's eval uses, from the cache or trained on the train split of the spec's own captions data,
+held-out combinations removed as in the run) once per variant ``EPOCHS:COLOUR`` (colour ``keep`` =
+RGB, ``value`` = the brightest channel only, the judge's ``colour: value``) and reports its
+accuracy on the whole test split, on the held-out combinations and on the rest, and per domain
+(thickness x colour). A variant not in the cache takes a few CPU minutes (3 epochs) on one thread.
 """
 from __future__ import annotations
 
@@ -30,37 +30,26 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import torch
-    import torch.nn.functional as F
 
     torch.set_num_threads(1)
     import lvmgraph.api as lg
-    from lvmgraph.eval.evaluator import build_model, fit
-    from lvmgraph.eval.judge import _settings, colour_view, judge_data
+    from lvmgraph.eval.judge import judge_data, judge_for
     from lvmgraph.experiment import prepare
 
     exp = prepare(lg.load(args.spec, ["train.threads=1"]), device="cpu")
     bundle = exp.data
-    x_train, y_train, mode = judge_data(bundle, "train", ["x"], ["y"])
     x_test, y_test, _ = judge_data(bundle, "test", ["x"], ["y"])
     held = bundle.test["held_out"].cpu()
     domain = bundle.test["domain"].cpu()
     names = bundle.info["domain_names"]
-    print(f"train {len(y_train)} images (held-out combinations removed), test {len(y_test)}, "
+    print(f"train {len(bundle.train['y'])} images (held-out combinations removed), test {len(y_test)}, "
           f"of which held out {int(held.sum())}", file=sys.stderr)
+    name = bundle.info.get("name") or exp.spec.data.dataset
     for variant in args.variants.split(","):
         epochs, colour = variant.split(":")
-        settings = _settings(bundle.info, len(x_train), 10, mode, ["x"], ["y"], int(epochs), 0, colour)
         start = time.perf_counter()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(settings["seed"])
-            model = build_model(settings)
-            fit(model, colour_view(x_train, colour), y_train, settings, device=torch.device("cpu"),
-                label=variant, quiet=True, loss_fn=F.cross_entropy)
-        model.eval()
-        with torch.no_grad():
-            view = colour_view(x_test, colour)
-            pred = torch.cat([model(view[i:i + 1000]).argmax(1) for i in range(0, len(view), 1000)])
-        right = (pred == y_test).double()
+        judge = judge_for(name, bundle, images=["x"], labels=["y"], epochs=int(epochs), colour=colour)
+        right = (judge.predict(x_test) == y_test).double()
         print(json.dumps({"epochs": int(epochs), "colour": colour, "seconds": round(time.perf_counter() - start),
                           "test": round(right.mean().item(), 4), "held_out": round(right[held].mean().item(), 4),
                           "rest": round(right[~held].mean().item(), 4),
