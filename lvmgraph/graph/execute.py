@@ -91,6 +91,7 @@ class Executor:
         self._params = {name: [p for p in m.parameters()] for name, m in modules.items()}
         self._deps = {v: tuple(sorted(d)) for v, d in graph.component_deps.items()}
         self._data_fields = frozenset(graph.data_fields)
+        self._compiled: dict[str, Callable] = {}  # value -> its expression as a closure, compiled on first use
         self._grad_values: dict[tuple, frozenset] = {}  # (terms, updated) -> values a run needs with gradients
         self.runs: list[PhaseRun] = []
         self._claimed = 0  # how many of the runs have started
@@ -151,7 +152,8 @@ class Executor:
         for name, params in self._params.items():
             flag = name in wanted
             for p in params:
-                p.requires_grad_(flag)
+                if p.requires_grad is not flag:  # (reading the flag costs less than setting it)
+                    p.requires_grad_(flag)
 
     def trainable_all(self) -> None:
         for params in self._params.values():
@@ -209,7 +211,10 @@ class _Context:
         # switch autograd only when the mode changes (the context manager costs more than the check)
         with torch.set_grad_enabled(needs_grad) if torch.is_grad_enabled() != needs_grad else _SAME_GRAD_MODE:
             try:
-                result = self.eval(ex.graph.values[name])
+                compiled = ex._compiled.get(name)
+                if compiled is None:
+                    compiled = ex._compiled[name] = compile_node(ex.graph.values[name])
+                result = compiled(self)
             except GraphEvalError:
                 raise
             except Exception as exc:  # noqa: BLE001 - re-raised with the value's name and expression
@@ -237,43 +242,89 @@ class _Context:
         return detach_value(value)
 
     def eval(self, node) -> Any:
-        if isinstance(node, Ref):
-            if node.kind in ("value", "data"):
-                return self.value(node.name)
-            if node.kind == "component":
-                return self.ex.modules[node.name]
-            if node.kind == "schedule":
-                return float(self.ex.schedules[node.name](self.ex.step))
-            if node.kind == "builtin":
-                return self.ex.step
-        if isinstance(node, E.Const):
-            return node.value
-        if isinstance(node, E.Seq):
-            return [self.eval(i) for i in node.items]
-        if isinstance(node, ComponentCall):
-            module = self.ex.modules[node.component]
-            fn = module if node.method is None else getattr(module, node.method)
-            args, kwargs = [self.eval(a) for a in node.args], {k: self.eval(v) for k, v in node.kwargs}
+        """Evaluate an expression node (for a graph value, use ``value``: its closure is kept)."""
+        return compile_node(node)(self)
+
+
+# ---- expressions compiled to closures ---------------------------------------------------------
+# A value's expression is walked on every step; turning each node into a closure once (the node's
+# fields bound, its children already compiled) leaves only the calls themselves on the hot path,
+# where walking the tree re-dispatches on the node type at every node.
+
+def compile_node(node) -> Callable[["_Context"], Any]:
+    """The closure that evaluates ``node`` in a context."""
+    return _compile(node)
+
+
+def _compile_args(args, kwargs) -> Callable[["_Context"], tuple[list, dict]]:
+    arg_fns = [compile_node(a) for a in args]
+    kwarg_fns = [(k, compile_node(v)) for k, v in kwargs]
+    if not kwarg_fns:
+        return lambda ctx: ([f(ctx) for f in arg_fns], {})
+    # positional arguments first, then keywords in order: the order draws from the RNG in
+    return lambda ctx: ([f(ctx) for f in arg_fns], {k: f(ctx) for k, f in kwarg_fns})
+
+
+def _compile(node) -> Callable[["_Context"], Any]:
+    if isinstance(node, Ref):
+        name = node.name
+        if node.kind in ("value", "data"):
+            return lambda ctx: ctx.value(name)
+        if node.kind == "component":
+            return lambda ctx: ctx.ex.modules[name]  # looked up each time: wrappers (DDP) replace entries
+        if node.kind == "schedule":
+            return lambda ctx: float(ctx.ex.schedules[name](ctx.ex.step))
+        if node.kind == "builtin":
+            return lambda ctx: ctx.ex.step
+    if isinstance(node, E.Const):
+        constant = node.value
+        return lambda ctx: constant
+    if isinstance(node, E.Seq):
+        item_fns = [compile_node(i) for i in node.items]
+        return lambda ctx: [f(ctx) for f in item_fns]
+    if isinstance(node, ComponentCall):
+        component, method, arguments = node.component, node.method, _compile_args(node.args, node.kwargs)
+
+        def call_component(ctx):
+            module = ctx.ex.modules[component]
+            fn = module if method is None else getattr(module, method)
+            args, kwargs = arguments(ctx)
             try:
                 return fn(*args, **kwargs)
             except ShapeMismatch as exc:  # name the component that refused its input (for lvmgraph.data.fit)
-                exc.component = exc.component or node.component
+                exc.component = exc.component or component
                 raise
-        if isinstance(node, OpCall):
-            return node.fn(*[self.eval(a) for a in node.args], **{k: self.eval(v) for k, v in node.kwargs})
-        if isinstance(node, MethodCall):
-            target = self.eval(node.target)
-            return getattr(target, node.method)(*[self.eval(a) for a in node.args],
-                                                **{k: self.eval(v) for k, v in node.kwargs})
-        if isinstance(node, E.Attr):
-            target = self.eval(node.target)
+        return call_component
+    if isinstance(node, OpCall):
+        op, arguments = node.fn, _compile_args(node.args, node.kwargs)
+
+        def call_op(ctx):
+            args, kwargs = arguments(ctx)
+            return op(*args, **kwargs)
+        return call_op
+    if isinstance(node, MethodCall):
+        target_fn, method, arguments = compile_node(node.target), node.method, _compile_args(node.args, node.kwargs)
+
+        def call_method(ctx):
+            target = target_fn(ctx)
+            args, kwargs = arguments(ctx)
+            return getattr(target, method)(*args, **kwargs)
+        return call_method
+    if isinstance(node, E.Attr):
+        target_fn, attr = compile_node(node.target), node.attr
+
+        def get_attr(ctx):
+            target = target_fn(ctx)
             if isinstance(target, dict):
-                if node.attr not in target:
-                    raise KeyError(f"no output named '{node.attr}'; outputs are {sorted(target)}")
-                return target[node.attr]
-            return getattr(target, node.attr)
-        if isinstance(node, E.BinOp):
-            return _BINOPS[node.op](self.eval(node.left), self.eval(node.right))
-        if isinstance(node, E.Neg):
-            return -self.eval(node.operand)
-        raise TypeError(f"cannot evaluate {node!r}")
+                if attr not in target:
+                    raise KeyError(f"no output named '{attr}'; outputs are {sorted(target)}")
+                return target[attr]
+            return getattr(target, attr)
+        return get_attr
+    if isinstance(node, E.BinOp):
+        op, left, right = _BINOPS[node.op], compile_node(node.left), compile_node(node.right)
+        return lambda ctx: op(left(ctx), right(ctx))
+    if isinstance(node, E.Neg):
+        operand = compile_node(node.operand)
+        return lambda ctx: -operand(ctx)
+    raise TypeError(f"cannot evaluate {node!r}")
