@@ -151,3 +151,42 @@ def test_puzzle_patch_bound_is_order_invariant_and_learns_a_class_the_patches_sh
     row = pb.bound((x_train, y_train, x_test, y_test), k=2, size=4, steps=60, batch=32, seed=0)
     assert row["n_test"] == 200 and row["k"] == 2 and row["size"] == 4
     assert row["accuracy"] > 0.95 and len(row["per_class"]) == 2
+
+
+def _final_weights(step_overhead, routine_pieces, steps=3):
+    """The ring8 spec's weights after ``steps`` trainer steps with the phase routine of these pieces
+    (None: the trainer's own run_phase), from the same initial weights and noise."""
+    runner = step_overhead.step_time.build(step_overhead.step_time.CASES["gan_ring8"],
+                                           overrides=["schedules.decay.steps=2"])["lvmgraph"]
+    if routine_pieces is not None:
+        runner.trainer.run_phase = step_overhead.phase_routine(runner.trainer, frozenset(routine_pieces))
+    torch.manual_seed(7)
+    for _ in range(steps):
+        runner.step()
+    return [p.detach().clone() for p in runner.trainer.exp.modules.parameters()]
+
+
+def test_step_overhead_versions_do_the_trainers_arithmetic():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import step_overhead
+    finally:
+        sys.path.remove(str(BENCH))
+    shipped = _final_weights(step_overhead, None)
+    itemised = _final_weights(step_overhead, step_overhead.PIECES)
+    assert all(torch.equal(a, b) for a, b in zip(shipped, itemised))
+    # the measurement could tell them apart: without the schedule (decaying to 0 within the run) it differs
+    unscheduled = _final_weights(step_overhead, ("finite", "gradients", "meter"))
+    assert not all(torch.equal(a, b) for a, b in zip(shipped, unscheduled))
+
+
+def test_step_overhead_reports_each_piece(capsys):
+    sys.path.insert(0, str(BENCH))
+    try:
+        import step_overhead
+    finally:
+        sys.path.remove(str(BENCH))
+    assert step_overhead.main(["--rounds", "2", "--block", "1"]) == 0
+    out = capsys.readouterr().out
+    for name in ("bare", "+finite", "+gradients", "+schedule", "+meter", "shipped", "plain"):
+        assert f"| {name} |" in out
