@@ -251,21 +251,18 @@ class _Context:
 # fields bound, its children already compiled) leaves only the calls themselves on the hot path,
 # where walking the tree re-dispatches on the node type at every node.
 
-def compile_node(node) -> Callable[["_Context"], Any]:
-    """The closure that evaluates ``node`` in a context."""
-    return _compile(node)
-
-
 def _compile_args(args, kwargs) -> Callable[["_Context"], tuple[list, dict]]:
     arg_fns = [compile_node(a) for a in args]
     kwarg_fns = [(k, compile_node(v)) for k, v in kwargs]
     if not kwarg_fns:
         return lambda ctx: ([f(ctx) for f in arg_fns], {})
-    # positional arguments first, then keywords in order: the order draws from the RNG in
+    # positional arguments first, then keywords, as written: values that draw random numbers
+    # (a prior's sample) are computed in the same order as before compiling
     return lambda ctx: ([f(ctx) for f in arg_fns], {k: f(ctx) for k, f in kwarg_fns})
 
 
-def _compile(node) -> Callable[["_Context"], Any]:
+def compile_node(node) -> Callable[["_Context"], Any]:
+    """The closure that evaluates ``node`` in a context."""
     if isinstance(node, Ref):
         name = node.name
         if node.kind in ("value", "data"):
