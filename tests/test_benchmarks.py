@@ -15,12 +15,19 @@ def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
-def test_all_specs_measures_a_spec_and_writes_its_rows_between_the_markers(tmp_path):
+def benchmark(name: str):
+    """A script of benchmarks/ imported as a module (it imports its siblings by name, so the folder
+    is on the path while it loads)."""
+    import importlib
     sys.path.insert(0, str(BENCH))
     try:
-        import all_specs
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(BENCH))
+
+
+def test_all_specs_measures_a_spec_and_writes_its_rows_between_the_markers(tmp_path):
+    all_specs = benchmark("all_specs")
     record = all_specs.measure(ROOT / "specs" / "aae_uniform.yaml", ["train.steps=20"])
     assert record["steps"] == 20 and record["train_cpu_s"] > 0
     before, after = record["before"], record["after"]
@@ -53,11 +60,7 @@ def test_seeds_script_reports_mean_and_standard_error_over_seeds(tmp_path):
 
 
 def test_step_time_measures_three_ways_and_writes_ratios_between_the_markers(tmp_path):
-    sys.path.insert(0, str(BENCH))
-    try:
-        import step_time
-    finally:
-        sys.path.remove(str(BENCH))
+    step_time = benchmark("step_time")
     doc, out = tmp_path / "B.md", tmp_path / "step_time.json"
     doc.write_text("# Benchmarks\n\n<!-- step_time.py: begin -->\nold\n<!-- step_time.py: end -->\ntail kept\n")
     assert step_time.main(["--only", "gan_ring8", "--steps", "4", "--warmup", "1", "--json", str(out),
@@ -81,11 +84,7 @@ def test_step_time_measures_three_ways_and_writes_ratios_between_the_markers(tmp
 def test_step_time_torchvision_variant_reads_the_same_images_through_torchvision(tmp_path):
     """torchvision's own FashionMNIST class, fed the local IDX files, with the transforms the spec's
     padding and value range need, gives the same losses as lvmgraph and the preloaded loop."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        import step_time
-    finally:
-        sys.path.remove(str(BENCH))
+    step_time = benchmark("step_time")
     case = step_time.CASES["dcgan_fashion_mnist"]
     step_time.check_agreement(case, steps=2, folder=tmp_path)
     assert (tmp_path / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").stat().st_size == 16 + 60000 * 28 * 28
@@ -98,11 +97,7 @@ def test_step_time_torchvision_variant_reads_the_same_images_through_torchvision
 
 
 def test_step_time_refuses_a_plain_loop_that_does_different_work():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import step_time
-    finally:
-        sys.path.remove(str(BENCH))
+    step_time = benchmark("step_time")
     case = step_time.CASES["gan_ring8"]
     step_time.check_agreement(case, steps=2)  # the shipped loop does the spec's work
 
@@ -116,11 +111,7 @@ def test_step_time_refuses_a_plain_loop_that_does_different_work():
 
 
 def test_stream_throughput_times_the_memory_and_streamed_loaders():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import stream_throughput
-    finally:
-        sys.path.remove(str(BENCH))
+    stream_throughput = benchmark("stream_throughput")
     lines = stream_throughput.main(["--images", "12", "--side", "8", "--size", "6", "--batch-size", "4",
                                     "--batches", "4", "--workers", "0", "1"])
     assert [line.split(":")[0] for line in lines] == ["in memory", "streamed, 0 workers", "streamed, 1 worker"]
@@ -128,11 +119,7 @@ def test_stream_throughput_times_the_memory_and_streamed_loaders():
 
 
 def test_puzzle_patch_bound_is_order_invariant_and_learns_a_class_the_patches_show():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import puzzle_patch_bound as pb
-    finally:
-        sys.path.remove(str(BENCH))
+    pb = benchmark("puzzle_patch_bound")
     torch.manual_seed(0)
     model = pb.PatchSetClassifier(channels=1, size=4, classes=2).eval()
     patches = torch.randn(5, 3, 1, 4, 4)
@@ -167,11 +154,7 @@ def _final_weights(step_overhead, routine_pieces, steps=3):
 
 
 def test_step_overhead_versions_do_the_trainers_arithmetic():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import step_overhead
-    finally:
-        sys.path.remove(str(BENCH))
+    step_overhead = benchmark("step_overhead")
     shipped = _final_weights(step_overhead, None)
     itemised = _final_weights(step_overhead, step_overhead.PIECES)
     assert all(torch.equal(a, b) for a, b in zip(shipped, itemised))
@@ -181,11 +164,7 @@ def test_step_overhead_versions_do_the_trainers_arithmetic():
 
 
 def test_step_overhead_reports_each_piece(capsys):
-    sys.path.insert(0, str(BENCH))
-    try:
-        import step_overhead
-    finally:
-        sys.path.remove(str(BENCH))
+    step_overhead = benchmark("step_overhead")
     assert step_overhead.main(["--rounds", "2", "--block", "1"]) == 0
     out = capsys.readouterr().out
     for name in ("bare", "+finite", "+gradients", "+schedule", "+meter", "shipped", "plain"):

@@ -241,10 +241,6 @@ class _Context:
                 p.requires_grad_(False)
         return detach_value(value)
 
-    def eval(self, node) -> Any:
-        """Evaluate an expression node (for a graph value, use ``value``: its closure is kept)."""
-        return compile_node(node)(self)
-
 
 # ---- expressions compiled to closures ---------------------------------------------------------
 # A value's expression is walked on every step; turning each node into a closure once (the node's
