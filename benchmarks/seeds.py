@@ -10,8 +10,11 @@ Each seed S trains the spec with ``seed=S`` and ``data.seed=S`` (a new initialis
 order and, for the synthetic mixtures, a new training draw) and runs the spec's own ``eval:``
 section on the final weights (the EMA weights when the spec keeps them). The headline figures
 of every metric (``all_specs.FIGURES``) are summarised as mean ± standard error of the mean
-over seeds. Rows are merged into ``benchmarks/seeds.json`` under their label (other labels are
-kept), which ``all_specs.py`` turns into the multi-seed table of docs/BENCHMARKS.md.
+over seeds. Rows are merged into ``benchmarks/seeds.json`` under their label, which
+``all_specs.py`` turns into the multi-seed table of docs/BENCHMARKS.md: other labels are kept, and
+so are the label's rows for other seeds when the spec and overrides are the same (so seeds can be
+run one session at a time: ``--first-seed 2 --seeds 1`` adds seed 2); a seed run again replaces
+its own row.
 
 ``--pack M`` is the PacGAN switch for the 2-D GAN specs: the critic sees packs of M points
 (``d_real``/``d_fake`` become ``critic(pack(x, M))`` and the critic's ``in_shape`` [2M];
@@ -185,16 +188,26 @@ def main(argv=None) -> int:
             for h in r.get("track", []):
                 print(f"    step {h['step']}: " + ", ".join(f"{k} {v:.4g}" for k, v in h.items() if k != "step"),
                       file=sys.stderr, flush=True)
+    merged = json.loads(args.json.read_text()) if args.json.exists() else {}
+    rows = merge_rows(merged.get(label), args.spec, overrides, rows)
     results = {label: {"spec": args.spec, "overrides": overrides, "rows": rows, "summary": summarise(rows),
                        "measured": time.strftime("%Y-%m-%d"),
                        # a run that changed the spec is not what the published figure describes
                        "variant": bool(overrides)}}
     print(table(results))
     if not args.no_json:
-        merged = json.loads(args.json.read_text()) if args.json.exists() else {}
         merged.update(results)
         args.json.write_text(json.dumps(merged, indent=1) + "\n")
     return 0
+
+
+def merge_rows(recorded: dict | None, spec: str, overrides: list[str], rows: list[dict]) -> list[dict]:
+    """The label's recorded rows plus the new ones, by seed (a new row replaces its seed's old one).
+    Rows recorded for another spec or other overrides are dropped: they measured something else."""
+    if not recorded or recorded.get("spec") != spec or recorded.get("overrides") != overrides:
+        return sorted(rows, key=lambda r: r["seed"])
+    by_seed = {r["seed"]: r for r in recorded["rows"]} | {r["seed"]: r for r in rows}
+    return [by_seed[s] for s in sorted(by_seed)]
 
 
 if __name__ == "__main__":

@@ -59,6 +59,18 @@ def test_seeds_script_reports_mean_and_standard_error_over_seeds(tmp_path):
     assert "| tiny | 2 | modes captured |" in proc.stdout and "| – |" in proc.stdout  # a variant: no published figure
 
 
+def test_seeds_rows_accumulate_by_seed_under_one_label():
+    merge_rows = benchmark("seeds").merge_rows
+    row = lambda seed, v: {"seed": seed, "figures": {"m.k": v}}  # noqa: E731
+    recorded = {"spec": "s.yaml", "overrides": ["a=1"], "rows": [row(0, 0.5), row(1, 0.6)]}
+    # a later session adds seed 2 and re-runs seed 1: seed 0 is kept, seed 1 replaced
+    merged = merge_rows(recorded, "s.yaml", ["a=1"], [row(2, 0.7), row(1, 0.9)])
+    assert [(r["seed"], r["figures"]["m.k"]) for r in merged] == [(0, 0.5), (1, 0.9), (2, 0.7)]
+    # other overrides measured something else: their rows are not mixed in
+    assert [r["seed"] for r in merge_rows(recorded, "s.yaml", ["a=2"], [row(2, 0.7)])] == [2]
+    assert [r["seed"] for r in merge_rows(None, "s.yaml", [], [row(3, 0.1)])] == [3]
+
+
 def test_step_time_measures_three_ways_and_writes_ratios_between_the_markers(tmp_path):
     step_time = benchmark("step_time")
     doc, out = tmp_path / "B.md", tmp_path / "step_time.json"
