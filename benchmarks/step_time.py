@@ -24,7 +24,9 @@ all alike. The headline figure is the mean CPU time of a step (process time; wit
 is the step's own work, which other processes inflate far less than the wall-clock time): the
 mean is the throughput a user gets, once-per-epoch costs (a new DataLoader iterator, a reshuffle)
 included, which a median leaves out. The median CPU time and the wall-clock times are recorded
-too. The ratios to plain go to ``benchmarks/results/step_time.json`` and to the table in
+too. lvmgraph's difference to each other variant is also taken round by round (the blocks of one
+round run back to back, so slow drifts in the machine's load cancel) and reported with its 95%
+interval: lvmgraph is faster than a variant when the whole interval is below zero. The ratios to plain go to ``benchmarks/results/step_time.json`` and to the table in
 docs/BENCHMARKS.md (between the ``step_time.py`` markers), with the machine they ran on.
 """
 from __future__ import annotations
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import os
 import platform
 import statistics
@@ -278,16 +281,19 @@ def check_agreement(case: Case, steps: int = 3, overrides=(), folder: Path | Non
                                  f"{losses[name]} vs {losses['lvmgraph']}; the variants do not do the same work")
 
 
-def time_case(case: Case, steps: int, warmup: int, overrides=(), folder: Path | None = None) -> dict:
-    """Mean and median step time of each variant, the variants interleaved in blocks of ``case.block`` steps."""
+def time_case(case: Case, steps: int, warmup: int, overrides=(), folder: Path | None = None,
+              block: int | None = None) -> dict:
+    """Mean and median step time of each variant, the variants interleaved in blocks of ``block``
+    (default ``case.block``) steps, and lvmgraph's paired difference to each other variant."""
     runners = build(case, overrides, folder)
     for runner in runners.values():
         for _ in range(warmup):
             runner.step()
     cpu: dict[str, list[float]] = {name: [] for name in runners}
     wall: dict[str, list[float]] = {name: [] for name in runners}
-    block = min(case.block, steps)
+    block = min(block or case.block, steps)
     order, turn = list(runners.items()), 0
+    rounds: list[dict[str, float]] = []  # per round, each variant's mean CPU time in its block
     while len(cpu["plain"]) < steps:
         n = min(block, steps - len(cpu["plain"]))
         # the order rotates (ABC, BCA, CAB, ...): no variant always runs first after the others' blocks
@@ -298,6 +304,7 @@ def time_case(case: Case, steps: int, warmup: int, overrides=(), folder: Path | 
                 runner.step()
                 cpu[name].append(time.process_time() - start_cpu)
                 wall[name].append(time.perf_counter() - start_wall)
+        rounds.append({name: statistics.fmean(cpu[name][-n:]) for name in runners})
     def ms(stat, times):
         return {name: round(stat(ts) * 1e3, 4) for name, ts in times.items()}
 
@@ -309,7 +316,20 @@ def time_case(case: Case, steps: int, warmup: int, overrides=(), folder: Path | 
     return {"spec": case.spec, "steps": steps, "warmup": warmup, "block": block,
             "batch_size": runners["plain"].batch_size,
             "mean_ms": mean_cpu, "median_ms": median_cpu, "mean_wall_ms": mean_wall, "median_wall_ms": median_wall,
-            "ratio": to_plain(mean_cpu), "median_ratio": to_plain(median_cpu), "wall_ratio": to_plain(mean_wall)}
+            "ratio": to_plain(mean_cpu), "median_ratio": to_plain(median_cpu), "wall_ratio": to_plain(mean_wall),
+            "paired": {f"lvmgraph-{name}": paired_difference(rounds, "lvmgraph", name)
+                       for name in runners if name != "lvmgraph"}}
+
+
+def paired_difference(rounds: list[dict[str, float]], a: str, b: str) -> dict:
+    """a's step time minus b's, as a fraction of the plain loop's, from the rounds' blocks: the
+    blocks of one round run back to back, so their difference is free of the slower drifts in the
+    machine's load that move whole rounds. Mean over rounds and its 95% interval (mean ± 1.96
+    standard errors; 30 or more rounds in the shipped cases, where the normal quantile is close)."""
+    diffs = [(r[a] - r[b]) / r["plain"] for r in rounds]
+    mean = statistics.fmean(diffs)
+    half = 1.96 * statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else math.inf
+    return {"rounds": len(diffs), "mean": mean, "low": mean - half, "high": mean + half}
 
 
 # ---------------------------------------------------------------- machine and table
@@ -333,20 +353,26 @@ def table(record: dict) -> str:
     def cell(values: dict, key: str, fmt: str) -> str:
         return format(values[key], fmt) if key in values else "–"
 
+    def interval(r: dict, other: str) -> str:
+        d = r.get("paired", {}).get(f"lvmgraph-{other}")
+        return "–" if d is None else f"{100 * d['mean']:+.1f} ({100 * d['low']:+.1f} … {100 * d['high']:+.1f})"
+
     lines = ["| spec | batch | lvmgraph ms | plain ms | DataLoader ms | torchvision ms | **lvmgraph / plain** "
-             "| DataLoader / plain | torchvision / plain | median: lvmgraph / plain | median: DataLoader / plain "
+             "| DataLoader / plain | torchvision / plain | **lvmgraph − DataLoader**, % of plain (95% interval) "
+             "| lvmgraph − torchvision, % of plain | median: lvmgraph / plain | median: DataLoader / plain "
              "| wall-clock: lvmgraph / plain |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in record["cases"].items():
         ms, ratio, median, wall = r["mean_ms"], r["ratio"], r["median_ratio"], r["wall_ratio"]
         lines.append(f"| `{name}` | {r['batch_size']} | {ms['lvmgraph']:.2f} | {ms['plain']:.2f} | "
                      f"{ms['dataloader']:.2f} | {cell(ms, 'torchvision', '.2f')} | **{ratio['lvmgraph/plain']:.3f}** "
                      f"| {ratio['dataloader/plain']:.3f} | {cell(ratio, 'torchvision/plain', '.3f')} "
-                     f"| {median['lvmgraph/plain']:.3f} | {median['dataloader/plain']:.3f} "
+                     f"| **{interval(r, 'dataloader')}** | {interval(r, 'torchvision')} | {median['lvmgraph/plain']:.3f} | {median['dataloader/plain']:.3f} "
                      f"| {wall['lvmgraph/plain']:.3f} |")
     steps = ", ".join(f"{r['steps']}" for r in record["cases"].values())
     lines += ["", f"Mean CPU time of one step (the process's user + system time; one thread) over {steps} "
-                  f"timed steps per variant after {record['warmup']} warm-up steps, the variants interleaved; "
+                  f"timed steps per variant after {record['warmup']} warm-up steps, the variants interleaved "
+                  f"in rounds of one block each (the paired differences are per round); "
                   f"measured {record['measured']} at commit {record['commit']} on {m['cpu']}, {m['cores']} cores, "
                   f"{m['threads']} torch thread(s), torch {m['torch']}, Python {m['python']}; 1-minute load "
                   f"average {m['load_avg_1min']} at the start"
@@ -382,6 +408,7 @@ def main(argv=None) -> int:
                         help=f"cases to measure (default all: {', '.join(CASES)})")
     parser.add_argument("--steps", type=int, help="timed steps per variant (default: per case, 200 to 2000)")
     parser.add_argument("--warmup", type=int, default=20, help="untimed steps per variant first")
+    parser.add_argument("--block", type=int, help="steps per variant and round (default: per case, 5 to 50)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for all variants")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="spec override for the lvmgraph variant (e.g. train.precision=bf16)")
@@ -401,7 +428,8 @@ def main(argv=None) -> int:
         for name in args.only or CASES:
             case = CASES[name]
             check_agreement(case, overrides=overrides, folder=Path(folder))
-            record["cases"][name] = time_case(case, args.steps or case.steps, args.warmup, overrides, Path(folder))
+            record["cases"][name] = time_case(case, args.steps or case.steps, args.warmup, overrides, Path(folder),
+                                               args.block)
             r = record["cases"][name]
             print(f"{name}: mean CPU {r['mean_ms']} ms, ratios {r['ratio']}; median CPU ratios "
                   f"{r['median_ratio']}; wall ratios {r['wall_ratio']}", flush=True)

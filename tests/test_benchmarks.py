@@ -71,11 +71,21 @@ def test_seeds_rows_accumulate_by_seed_under_one_label():
     assert [r["seed"] for r in merge_rows(None, "s.yaml", [], [row(3, 0.1)])] == [3]
 
 
+def test_step_time_paired_difference_on_known_rounds():
+    paired_difference = benchmark("step_time").paired_difference
+    rounds = [{"plain": 10.0, "lvmgraph": 10.2, "dataloader": 10.6},
+              {"plain": 20.0, "lvmgraph": 20.6, "dataloader": 21.0}]  # differences -0.04 and -0.02 of plain
+    d = paired_difference(rounds, "lvmgraph", "dataloader")
+    assert d["rounds"] == 2 and d["mean"] == pytest.approx(-0.03)
+    # s.d. of (-0.04, -0.02) is 0.01414; s.e. 0.01; interval mean +- 1.96 s.e.
+    assert (d["low"], d["high"]) == (pytest.approx(-0.03 - 0.0196), pytest.approx(-0.03 + 0.0196))
+
+
 def test_step_time_measures_three_ways_and_writes_ratios_between_the_markers(tmp_path):
     step_time = benchmark("step_time")
     doc, out = tmp_path / "B.md", tmp_path / "step_time.json"
     doc.write_text("# Benchmarks\n\n<!-- step_time.py: begin -->\nold\n<!-- step_time.py: end -->\ntail kept\n")
-    assert step_time.main(["--only", "gan_ring8", "--steps", "4", "--warmup", "1", "--json", str(out),
+    assert step_time.main(["--only", "gan_ring8", "--steps", "4", "--block", "2", "--warmup", "1", "--json", str(out),
                            "--doc", str(doc), "--note", "A test run."]) == 0
     record = json.loads(out.read_text())
     case = record["cases"]["gan_ring8"]
@@ -85,6 +95,9 @@ def test_step_time_measures_three_ways_and_writes_ratios_between_the_markers(tmp
     assert case["ratio"]["lvmgraph/plain"] == pytest.approx(ms["lvmgraph"] / ms["plain"], rel=1e-3)
     assert case["ratio"]["dataloader/plain"] == pytest.approx(ms["dataloader"] / ms["plain"], rel=1e-3)
     assert case["median_ratio"]["lvmgraph/plain"] == pytest.approx(median["lvmgraph"] / median["plain"], rel=1e-3)
+    paired = case["paired"]["lvmgraph-dataloader"]  # two rounds of two steps per variant
+    assert paired["rounds"] == 2 and paired["low"] <= paired["mean"] <= paired["high"]
+    assert set(case["paired"]) == {"lvmgraph-plain", "lvmgraph-dataloader"}
     assert record["machine"]["cores"] >= 1 and record["machine"]["torch"] == torch.__version__
     text = doc.read_text()
     assert "old" not in text and "tail kept" in text and "A test run." in text
