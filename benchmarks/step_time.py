@@ -157,7 +157,7 @@ CASES = {c.name: c for c in [
          torchvision_transform=lambda: fashion_mnist_transforms(pad=2, to_symmetric=True)),
     Case("vae_fashion_mnist", "specs/vae_fashion_mnist.yaml", vae_step, steps=600, block=20,
          torchvision_transform=lambda: fashion_mnist_transforms(pad=0, to_symmetric=False)),
-    Case("gan_ring8", "specs/gan_ring8.yaml", ring8_step, steps=2000, block=50),  # no torchvision dataset
+    Case("gan_ring8", "specs/gan_ring8.yaml", ring8_step, steps=4000, block=50),  # no torchvision dataset
 ]}
 
 
@@ -406,7 +406,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=sorted(CASES), metavar="CASE",
                         help=f"cases to measure (default all: {', '.join(CASES)})")
-    parser.add_argument("--steps", type=int, help="timed steps per variant (default: per case, 200 to 2000)")
+    parser.add_argument("--steps", type=int, help="timed steps per variant (default: per case, 200 to 4000)")
     parser.add_argument("--warmup", type=int, default=20, help="untimed steps per variant first")
     parser.add_argument("--block", type=int, help="steps per variant and round (default: per case, 5 to 50)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for all variants")
