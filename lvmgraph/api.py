@@ -92,8 +92,9 @@ def train(path: str | Path, *, out: str | Path | None = None, overrides: Sequenc
     reporting = (report_during_training(exp, run),) if main else ()
     trainer = Trainer(exp, run, progress=progress, callbacks=(*callbacks, *reporting))
     trainer.fit()
-    if replicas.active:  # every rank learns the path; then the others leave while rank 0 evaluates
+    if replicas.active:  # every rank learns the path; then all leave the group and rank 0 evaluates
         run = RunDir(replicas.broadcast(str(run.path) if main else None))
+        distributed.leave_together(replicas)
     if main:
         _finish(exp, run, evaluate)
     return run
@@ -136,7 +137,8 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
         if overrides:
             run.write_spec(loaded.resolved(), f"{run.spec_file} with --set {' '.join(overrides)}")
     trainer.fit()
-    if replicas.is_main:
+    distributed.leave_together(replicas)  # (then rank 0 evaluates alone)
+    if main:
         _finish(exp, run, evaluate)
     return run
 

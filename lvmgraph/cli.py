@@ -192,7 +192,7 @@ def cmd_resume(args) -> int:
 
 def _report(run) -> None:
     from .train import distributed
-    if not distributed.current().is_main:  # (under torchrun, rank 0 reports)
+    if not distributed.launched_main():  # (under torchrun, rank 0 reports)
         return
     rows = run.read_metrics()
     last = rows[-1] if rows else {}

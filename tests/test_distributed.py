@@ -358,3 +358,20 @@ def test_nproc_below_one_is_refused(capsys):
 def test_nproc_is_dropped_from_the_command_each_process_runs():
     assert without_nproc(["run", "s.yaml", "--nproc", "2", "--set", "a=1"]) == ["run", "s.yaml", "--set", "a=1"]
     assert without_nproc(["run", "--nproc=4", "s.yaml"]) == ["run", "s.yaml"]
+
+
+def test_a_launched_process_keeps_its_exit_code_and_output_when_it_skips_the_teardown(tmp_path):
+    """Under torchrun (WORLD_SIZE > 1) `python -m lvmgraph` ends by os._exit (see __main__.py): the
+    exit code and what it printed must survive that. A spec error is the case that needs no peer."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(AE.replace("batch_size: 20", "batchsize: 20"))
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    for env in ({"WORLD_SIZE": "2", "RANK": "1"}, {}):
+        result = subprocess.run([sys.executable, "-m", "lvmgraph", "validate", str(bad)], cwd=tmp_path, text=True,
+                                capture_output=True, env=dict(buffered, **env), timeout=300)
+        assert result.returncode == 2, (env, result.stderr)
+        assert "batch_size" in result.stderr and str(bad) in result.stderr, (env, result.stderr)
+        # stdout into a pipe is block-buffered: what is printed there must be flushed before the exit
+        good = subprocess.run([sys.executable, "-m", "lvmgraph", "validate", str(AAE)], cwd=tmp_path, text=True,
+                              capture_output=True, env=dict(buffered, **env), timeout=300)
+        assert good.returncode == 0 and good.stdout == f"{AAE}: ok\n", (env, good.stdout, good.stderr)

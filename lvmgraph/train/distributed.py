@@ -214,6 +214,9 @@ def _unflatten_into(flat: torch.Tensor, tensors: list[torch.Tensor]) -> None:
 
 # ---- the process group ---------------------------------------------------------------
 
+_joined = False  # whether `setup` made the process group (one the caller made is theirs to end)
+
+
 def current() -> Replicas:
     """The replicas of the process group this process belongs to; ``Replicas()`` without one."""
     import torch.distributed as dist
@@ -243,14 +246,31 @@ def setup(device: torch.device) -> Replicas:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # (a note about the default device id)
         dist.init_process_group(backend)
+    global _joined
+    _joined = True
     return current()
 
 
 def shutdown() -> None:
-    """Leave the process group (at the end of a command, so NCCL does not warn at exit)."""
+    """Leave the process group (at the end of a command, so NCCL does not warn at exit). Also on
+    an error path, where another process may be gone: so no collective here."""
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def leave_together(replicas: Replicas) -> None:
+    """After training, every process leaves the process group at once (a barrier, then the
+    teardown), before rank 0 goes on alone to evaluate. A process that exited while its peer was
+    still connected aborted at interpreter exit now and then ("terminate called without an active
+    exception"; measured on a loaded machine: 3 of 60 two-process resumes, against 1 of 209 with
+    this); ``python -m lvmgraph`` skips that teardown under torchrun for the rest (__main__.py)."""
+    global _joined
+    if replicas.active:
+        replicas.barrier()
+        if _joined:
+            shutdown()
+            _joined = False
 
 
 def launch(nproc: int, argv: Sequence[str]) -> int:
