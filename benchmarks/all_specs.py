@@ -190,13 +190,17 @@ def rows_for(record: dict) -> list[str]:
     return lines
 
 
-def table(records: list[dict], unmeasured: list[str] = ()) -> str:
+def table(records: list[dict], unmeasured: list[str] = (), seeded: dict[str, int] = {}) -> str:
+    """``seeded``: spec name -> seeds its own row in seeds.json holds, for specs this script never ran."""
     lines = ["| spec | figure (protocol) | before (step 0) | after | published | budget and CPU time |",
              "|---|---|---|---|---|---|"]
     for record in records:
         lines += rows_for(record)
     for name in unmeasured:  # shipped but never run through this script: say so rather than omit it
-        lines.append(f"| `{name}` | not measured yet: `python benchmarks/all_specs.py --only {name}` | – | – | – | – |")
+        where = (f"; its figures over {seeded[name]} seed{'s' if seeded[name] > 1 else ''} are in \"Across seeds\""
+                 if name in seeded else "")
+        lines.append(f"| `{name}` | before / after not measured yet: `python benchmarks/all_specs.py --only "
+                     f"{name}`{where} | – | – | – | – |")
     commits = sorted({r["commit"] for r in records})
     dates = sorted({r["measured"] for r in records})
     lines += ["", f"Measured by `python benchmarks/all_specs.py` at commit {', '.join(commits)} on "
@@ -219,11 +223,12 @@ def write_doc(records: list[dict], path: Path, unmeasured: list[str] = ()) -> No
         sys.path.insert(0, str(ROOT / "benchmarks"))
     from seeds import JSON as SEEDS_JSON, table as seeds_table
 
+    seeds = json.loads(SEEDS_JSON.read_text()) if SEEDS_JSON.exists() else {}
+    seeded = {Path(r["spec"]).stem: len(r["rows"]) for r in seeds.values() if not r.get("variant")}
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    text = replace_between(text, BEGIN, END, table(records, unmeasured), "Every shipped spec")
-    if SEEDS_JSON.exists():
-        text = replace_between(text, SEEDS_BEGIN, SEEDS_END, seeds_table(json.loads(SEEDS_JSON.read_text())),
-                               "Across seeds")
+    text = replace_between(text, BEGIN, END, table(records, unmeasured, seeded), "Every shipped spec")
+    if seeds:
+        text = replace_between(text, SEEDS_BEGIN, SEEDS_END, seeds_table(seeds), "Across seeds")
     path.write_text(text)
 
 

@@ -44,6 +44,15 @@ def test_all_specs_measures_a_spec_and_writes_its_rows_between_the_markers(tmp_p
     assert f"(floor {after['prior_mmd']['floor']:.4f})" in text
 
 
+def test_a_spec_this_script_never_ran_points_to_its_rows_across_seeds():
+    table = benchmark("all_specs").table
+    text = table([], unmeasured=["stargan_attributes", "progan_fashion_mnist"], seeded={"stargan_attributes": 3})
+    star = next(line for line in text.splitlines() if line.startswith("| `stargan_attributes`"))
+    pro = next(line for line in text.splitlines() if line.startswith("| `progan_fashion_mnist`"))
+    assert "--only stargan_attributes" in star and 'over 3 seeds are in "Across seeds"' in star
+    assert "--only progan_fashion_mnist" in pro and "Across seeds" not in pro
+
+
 def test_seeds_script_reports_mean_and_standard_error_over_seeds(tmp_path):
     out = tmp_path / "seeds.json"
     proc = run_script(str(BENCH / "seeds.py"), "specs/gan_ring8.yaml", "--seeds", "2", "--set", "train.steps=30",
