@@ -131,6 +131,28 @@ def test_generator_concatenates_the_compressed_text_to_z():
         TextGeneratorParams(noise_dim=10, embed_dim=6, out_shape=[3, 28, 28])
 
 
+def test_tinted_generator_draws_one_ink_channel_in_a_colour_read_from_the_text_alone():
+    g = TextGenerator(noise_dim=10, embed_dim=6, text_dim=4, out_shape=[3, 16, 16], channels=[16, 8], tint=True)
+    g.eval()
+    z, phi = torch.randn(5, 10), torch.randn(5, 6)
+    x = g(z, phi)
+    assert x.shape == (5, 3, 16, 16) and x.min() >= -1 and x.max() <= 1
+    ink = (x + 1) / 2  # every channel is the same ink map times that image's colour
+    colour = torch.sigmoid(g.colour(g.project(phi, owner="test")))
+    assert torch.allclose(ink / colour[:, :, None, None], ink[:, :1] / colour[:, :1, None, None], atol=1e-5)
+    # the noise moves the ink but never the colour: the per-channel ratio is the text's alone
+    x2 = g(torch.randn(5, 10), phi)
+    ratio = lambda im: ((im + 1) / 2).flatten(2).sum(2) / ((im + 1) / 2).flatten(2).sum(2).sum(1, keepdim=True)  # noqa: E731
+    assert torch.allclose(ratio(x), ratio(x2), atol=1e-5) and not torch.allclose(x, x2)
+    # sigmoid outputs stay in [0, 1]; no output activation cannot be tinted
+    s = TextGenerator(noise_dim=10, embed_dim=6, text_dim=4, out_shape=[3, 16, 16], channels=[16, 8], tint=True,
+                      out_activation="sigmoid")
+    assert 0 <= s(z, phi).min() and s(z, phi).max() <= 1
+    with pytest.raises(ValidationError, match=r"tint: true needs out_activation tanh"):
+        TextGeneratorParams(noise_dim=10, embed_dim=6, out_shape=[3, 16, 16], channels=[16, 8], tint=True,
+                            out_activation="none")
+
+
 def test_discriminator_joins_text_and_image_on_a_4x4_map():
     d = MatchingDiscriminator(in_shape=[3, 32, 32], embed_dim=6, text_dim=4, channels=[8, 16, 32])
     x, phi = torch.randn(5, 3, 32, 32), torch.randn(5, 6)
