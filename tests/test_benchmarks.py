@@ -203,3 +203,26 @@ def test_step_overhead_reports_each_piece(capsys):
     out = capsys.readouterr().out
     for name in ("bare", "+finite", "+gradients", "+schedule", "+meter", "shipped", "plain"):
         assert f"| {name} |" in out
+
+
+def test_stargan_class_ceiling_is_exact_when_every_domain_shows_the_garment_unchanged(capsys):
+    """With one domain (normal red) a garment's rendering in the target domain is the test image
+    itself, so the judge must agree with itself everywhere and score its own test accuracy; with
+    two colours the per-domain rows must average to the overall figures."""
+    ceiling = benchmark("stargan_class_ceiling")
+    base = [str(ROOT / "specs" / "stargan_attributes.yaml"), "--variants", "8:keep",
+            "--set", "data.base=digits", "--set", "data.thickness=[normal]"]
+    assert ceiling.main([*base, "--set", "data.colours=[red]"]) == 0
+    one = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert list(one["by_target_domain"]) == ["normal red"]
+    assert one["agreement_ceiling"] == 1.0
+    assert one["accuracy_ceiling"] == pytest.approx(one["judge_on_real_test"], abs=1e-3)
+    assert one["accuracy_ceiling"] > 0.5  # the judge learned the digits
+
+    assert ceiling.main([*base, "--set", "data.colours=[red, green]"]) == 0
+    two = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    rows = two["by_target_domain"]
+    assert list(rows) == ["normal red", "normal green"]
+    for key, figure in (("accuracy", "accuracy_ceiling"), ("agreement", "agreement_ceiling")):
+        assert sum(r[key] for r in rows.values()) / 2 == pytest.approx(two[figure], abs=2e-3)
+    assert all(r["accuracy"] > 0.5 for r in rows.values())
