@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     x, y = load_base(p).splits["test"]
     own = bundle.test["domain"]
     n, domains = len(y), len(table.pairs)
-    # every test garment in every domain: (D n 3 h w), finished as the data are
+    # every test garment in every domain: D tensors (n 3 h w), finished as the data are
     renders = [finish_images(render(x, torch.full((n,), d, dtype=torch.int64), table, p), p) for d in range(domains)]
     for variant in args.variants.split(","):
         epochs, colour = variant.split(":")
