@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .experiment import Experiment, generate_outputs, prepare, resolve_device
+from .experiment import Experiment, declared_fields, generate_outputs, prepare, resolve_device
 from .graph.compile import ModelGraph
 from .report import during_training as report_during_training, try_write_report, write_report
 from .spec.load import LoadedSpec, load_spec
@@ -52,17 +52,10 @@ def compile_spec(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Loade
     from .graph.compile import compile_graph
     from .plugins import get_registry
     loaded = load_spec(path, overrides)
-    graph, problems = compile_graph(loaded, get_registry(), _data_fields(loaded))
+    graph, problems = compile_graph(loaded, get_registry(), declared_fields(loaded, get_registry()))
     loaded.problems += problems
     loaded.raise_if_errors()
     return loaded, graph
-
-
-def _data_fields(loaded: LoadedSpec) -> tuple:
-    """The dataset's field names without loading it (a dataset may declare ``fields=`` when registered)."""
-    from .plugins import get_registry
-    entry = get_registry().get("dataset", loaded.spec.data.dataset)
-    return tuple(entry.options.get("fields", ("x", "y"))) if entry else ("x", "y")
 
 
 def train(path: str | Path, *, out: str | Path | None = None, overrides: Sequence[str] = (),

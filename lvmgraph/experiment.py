@@ -74,6 +74,13 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device("cpu")
 
 
+def declared_fields(loaded: LoadedSpec, registry: Registry) -> tuple:
+    """The dataset's field names without loading it: those it declared when registered
+    (``fields=``), else ("x", "y"). Lets the graph be checked when the data cannot be loaded."""
+    entry = registry.get("dataset", loaded.spec.data.dataset)
+    return tuple(entry.options.get("fields", ("x", "y"))) if entry else ("x", "y")
+
+
 def load_data(loaded: LoadedSpec, registry: Registry) -> DatasetBundle:
     spec = loaded.spec
     entry = registry.get("dataset", spec.data.dataset)
@@ -237,7 +244,9 @@ def prepare(loaded: LoadedSpec, *, registry: Registry | None = None, device: str
         else:  # component settings the spec leaves to the data (lvmgraph.data.fill)
             filled, fill_problems = fill_from_data(loaded, data)
             problems += fill_problems
-    graph, graph_problems = compile_graph(loaded, registry, fields or ("x", "y"))
+    # without loaded data, check the graph against the fields the dataset declares, so one typo
+    # in `data` does not also report every use of x_a as unknown
+    graph, graph_problems = compile_graph(loaded, registry, fields or declared_fields(loaded, registry))
     problems += graph_problems
     problems += _sample_problems(loaded, graph)
     for name in loaded.spec.train.ema:

@@ -132,6 +132,23 @@ def test_unknown_name_with_did_you_mean_and_no_follow_up_errors(compile_text):
     assert p.hint == "did you mean 'z'?"
 
 
+def test_a_name_used_twice_in_one_value_is_reported_once(compile_text):
+    p = the_error(compile_text(with_values("w: l1(qq, qq)"))[1])
+    assert "uses 'qq'" in p.message and p.path == ("graph", "w")
+
+
+@pytest.mark.parametrize("override, where", [
+    ("data.batch_sise=3", ("data", "batch_sise")),                   # a typo: the data is not loaded
+    ("data.base_settings.root=/nonexistent", ("data", "dataset")),   # the data is not found
+])
+def test_a_data_problem_does_not_make_the_datasets_fields_unknown(override, where):
+    # the graph is checked against the fields the dataset declares (x_a, x_b, ...), so the one
+    # problem in `data` is all that is reported, not every use of x_a as well
+    with pytest.raises(SpecError) as exc:
+        api.validate(ROOT / "specs" / "cyclegan_thin2thick.yaml", [override], device="cpu")
+    assert [p.path[:len(where)] for p in exc.value.errors] == [where], exc.value.errors
+
+
 def test_unknown_dotted_name(compile_text):
     p = the_error(compile_text(with_values("w: critc.sample(like=z)"))[1])
     assert "uses 'critc'" in p.message and p.hint == "did you mean 'critic'?" and p.line == 15

@@ -133,7 +133,9 @@ class _Resolver:
         return list(self.spec.graph) + list(self.data_fields) + list(self.spec.components) + list(self.spec.schedules)
 
     def problem(self, message, hint=None):
-        self.problems.append(self.source_map.problem(message, self.where, hint=hint))
+        problem = self.source_map.problem(message, self.where, hint=hint)
+        if problem not in self.problems:  # a name used twice in one value is reported once
+            self.problems.append(problem)
 
     def split_name(self, dotted: str):
         """Longest known prefix of a dotted name, and the attribute chain after it."""
