@@ -74,11 +74,12 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device("cpu")
 
 
-def declared_fields(loaded: LoadedSpec, registry: Registry) -> tuple:
+def declared_fields(loaded: LoadedSpec, registry: Registry) -> tuple | None:
     """The dataset's field names without loading it: those it declared when registered
-    (``fields=``), else ("x", "y"). Lets the graph be checked when the data cannot be loaded."""
+    (``fields=``), else ("x", "y"); None for an unknown dataset (compile_graph then takes any
+    otherwise unknown name as a field). Lets the graph be checked when the data cannot be loaded."""
     entry = registry.get("dataset", loaded.spec.data.dataset)
-    return tuple(entry.options.get("fields", ("x", "y"))) if entry else ("x", "y")
+    return tuple(entry.options.get("fields", ("x", "y"))) if entry else None
 
 
 def load_data(loaded: LoadedSpec, registry: Registry) -> DatasetBundle:

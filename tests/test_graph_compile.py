@@ -140,13 +140,22 @@ def test_a_name_used_twice_in_one_value_is_reported_once(compile_text):
 @pytest.mark.parametrize("override, where", [
     ("data.batch_sise=3", ("data", "batch_sise")),                   # a typo: the data is not loaded
     ("data.base_settings.root=/nonexistent", ("data", "dataset")),   # the data is not found
+    ("data.dataset=domain", ("data", "dataset")),                    # an unknown dataset: no declared fields
 ])
 def test_a_data_problem_does_not_make_the_datasets_fields_unknown(override, where):
-    # the graph is checked against the fields the dataset declares (x_a, x_b, ...), so the one
-    # problem in `data` is all that is reported, not every use of x_a as well
+    # the graph is checked against the fields the dataset declares (x_a, x_b, ...), or for an
+    # unknown dataset takes x_a as a field, so the one problem in `data` is all that is reported
     with pytest.raises(SpecError) as exc:
         api.validate(ROOT / "specs" / "cyclegan_thin2thick.yaml", [override], device="cpu")
     assert [p.path[:len(where)] for p in exc.value.errors] == [where], exc.value.errors
+
+
+def test_with_an_unknown_dataset_other_names_are_taken_as_its_fields(tmp_path, registry):
+    path = tmp_path / "g.yaml"
+    path.write_text(AAE.replace("encoder(x)", "encoder(pixels)"))
+    graph, problems = compile_graph(load_spec(path), registry, None)
+    assert problems == [] and set(graph.data_fields) == {"x", "pixels"}
+    assert graph.data_needed(["x_hat"]) == {"pixels"}
 
 
 def test_unknown_dotted_name(compile_text):

@@ -152,6 +152,7 @@ def test_unknown_family_template(tmp_path):
         load_spec(spec)
     (p,) = exc.value.problems
     assert "no template spec named 'vea'" in p.message and p.line == 2
+    assert p.hint == "did you mean 'vae'?"
 
 
 # ----------------------------------------------------------------------------- imports

@@ -122,7 +122,8 @@ class _Resolver:
     def __init__(self, spec, registry: Registry, data_fields, problems: list, where: tuple, source_map):
         self.spec = spec
         self.registry = registry
-        self.data_fields = tuple(data_fields)
+        self.open_fields = data_fields is None  # the dataset is unknown: any other plain name may be a field
+        self.data_fields = tuple(data_fields or ())
         self.problems = problems
         self.where = where
         self.source_map = source_map
@@ -186,6 +187,9 @@ class _Resolver:
             return E.Neg(self.resolve(node.operand))
         if isinstance(node, E.Name):
             head, rest = self.split_name(node.id)
+            if head is None and self.open_fields and "." not in node.id:
+                self.uses.add(("data", node.id))
+                return Ref("data", node.id)
             if head is None:
                 self.unknown(node.id)
                 return E.Const(None)
@@ -264,10 +268,14 @@ class _Resolver:
 
 
 def compile_graph(loaded: LoadedSpec, registry: Registry, data_fields) -> tuple[ModelGraph, list[Problem]]:
+    """The spec's graph and its problems. ``data_fields`` names the dataset's fields; None when the
+    dataset is unknown (already a problem), so names that are nothing else are taken as fields
+    instead of each being reported."""
     spec, source = loaded.spec, loaded.source
     problems: list[Problem] = []
     g = nx.DiGraph()
-    for f in data_fields:
+    fields = list(data_fields or ())  # grows by the assumed fields when data_fields is None
+    for f in fields:
         g.add_node(f, kind="data")
     for c, entry in spec.components.items():
         g.add_node(c, kind="component", type=entry.type)
@@ -275,7 +283,7 @@ def compile_graph(loaded: LoadedSpec, registry: Registry, data_fields) -> tuple[
         g.add_node(s, kind="schedule")
     for name in BUILTIN_NAMES:
         g.add_node(name, kind="builtin")
-    clash = [n for n in spec.graph if n in data_fields]
+    clash = [n for n in spec.graph if n in fields]
     for n in clash:
         problems.append(source.problem(f"graph value '{n}' has the name of a data field", ("graph", n),
                                        hint="rename the value"))
@@ -295,6 +303,9 @@ def compile_graph(loaded: LoadedSpec, registry: Registry, data_fields) -> tuple[
         if len(problems) > before:
             broken.add(name)
         for kind, used in resolver.uses:
+            if kind == "data" and used not in g:  # an assumed field (unknown dataset)
+                g.add_node(used, kind="data")
+                fields.append(used)
             if kind != "op":
                 g.add_edge(used, name)
 
@@ -311,7 +322,7 @@ def compile_graph(loaded: LoadedSpec, registry: Registry, data_fields) -> tuple[
     comp_deps = {}
     for v in order:
         comp_deps[v] = frozenset(a for a in nx.ancestors(g, v) if g.nodes[a]["kind"] == "component")
-    graph = ModelGraph(values, dict(spec.graph), tuple(data_fields), {c: e.type for c, e in spec.components.items()},
+    graph = ModelGraph(values, dict(spec.graph), tuple(fields), {c: e.type for c, e in spec.components.items()},
                        tuple(spec.schedules), g, comp_deps, order)
     problems += _check_phases(graph, loaded, broken)
     problems.sort(key=lambda p: (p.file or "", p.line or 0))  # file order, whoever prints them

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Mapping, Sequence
 
 from ..graph import expr
-from .errors import Problem, SourceMap, SpecError
+from .errors import Problem, SourceMap, SpecError, did_you_mean_hint
 from .yaml_io import load_yaml, parse_scalar
 
 TEMPLATE_PREFIX = "family:"
@@ -38,9 +38,10 @@ def deep_merge(base: Any, override: Any, base_map: SourceMap, over_map: SourceMa
     return out
 
 
-def load_composed(path: str | Path, template_lookup: Callable[[str], Path | None] | None = None,
+def load_composed(path: str | Path, templates: Mapping[str, Path] | None = None,
                   _seen: tuple = ()) -> tuple[dict, SourceMap]:
-    """Load a spec file with its ``extends`` chain and ``imports`` resolved."""
+    """Load a spec file with its ``extends`` chain and ``imports`` resolved; ``templates`` maps
+    the names usable as ``family:NAME`` to their files."""
     path = Path(path)
     key = path.resolve()
     if key in _seen:
@@ -57,10 +58,10 @@ def load_composed(path: str | Path, template_lookup: Callable[[str], Path | None
             raise SpecError([smap.problem("must be a file path or family:NAME", where)], file=str(path))
         if ref.startswith(TEMPLATE_PREFIX):
             name = ref[len(TEMPLATE_PREFIX):]
-            found = template_lookup(name) if template_lookup else None
+            found = (templates or {}).get(name)
             if found is None:
-                raise SpecError([smap.problem(f"no template spec named {name!r}", where,
-                                              hint="see `lvmgraph plugins` for registered specs")], file=str(path))
+                hint = did_you_mean_hint(name, templates or ()) or "see `lvmgraph plugins` for registered specs"
+                raise SpecError([smap.problem(f"no template spec named {name!r}", where, hint=hint)], file=str(path))
             return Path(found)
         target = (path.parent / ref)
         if not target.exists():
@@ -73,7 +74,7 @@ def load_composed(path: str | Path, template_lookup: Callable[[str], Path | None
             raise SpecError([smap.problem("imports must map a prefix to a spec file: {vae: parts/vae.yaml}",
                                           ("imports",))], file=str(path))
         for prefix, ref in imports.items():
-            part, part_map = load_composed(resolve_ref(ref, ("imports", prefix)), template_lookup, seen)
+            part, part_map = load_composed(resolve_ref(ref, ("imports", prefix)), templates, seen)
             _merge_import(raw, smap, str(prefix), part, part_map)
         smap.drop(("imports",))
 
@@ -84,7 +85,7 @@ def load_composed(path: str | Path, template_lookup: Callable[[str], Path | None
         merged_map = SourceMap()
         for i, ref in enumerate(bases if isinstance(bases, list) else [bases]):
             where = ("extends", i) if isinstance(bases, list) else ("extends",)
-            base, base_map = load_composed(resolve_ref(ref, where), template_lookup, seen)
+            base, base_map = load_composed(resolve_ref(ref, where), templates, seen)
             merged = deep_merge(merged, base, merged_map, base_map)
         smap_ext.drop(("extends",))
         merged = deep_merge(merged, raw, merged_map, smap_ext)

@@ -301,11 +301,8 @@ def load_spec(path: str | Path, overrides: Sequence[str] = (), registry: Registr
         from ..plugins import get_registry
         registry = get_registry()
 
-    def template(name: str):
-        entry = registry.get("spec", name)
-        return Path(entry.factory) if entry else None
-
-    raw, source = load_composed(path, template)
+    templates = {name: Path(registry.get("spec", name).factory) for name in registry.names("spec")}
+    raw, source = load_composed(path, templates)
     if overrides:
         raw = apply_overrides(raw, source, overrides)
     return validate_raw(raw, source, registry, str(path))
