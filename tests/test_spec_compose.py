@@ -283,3 +283,10 @@ def test_set_bad_paths(item, message):
         load_spec(SPECS / "clean.yaml", [item])
     (p,) = exc.value.problems
     assert p.message == message and p.file == "--set"
+
+
+def test_set_past_the_end_of_a_list_says_how_long_it_is():
+    with pytest.raises(SpecError) as exc:
+        load_spec(SPECS / "clean.yaml", ["phases.7.lr=1"])
+    (p,) = exc.value.problems
+    assert p.hint == "the list has 1 item, numbered from 0"

@@ -154,8 +154,10 @@ def apply_overrides(raw: dict, smap: SourceMap, overrides: Sequence[str]) -> dic
             elif isinstance(node, list) and isinstance(part, int) and part < len(node):
                 node = node[part]
             else:
+                hint = (f"the list has {len(node)} item{'s' if len(node) != 1 else ''}, numbered from 0"
+                        if isinstance(node, list) else None)
                 problems.append(Problem(f"--set {key}: no list item or mapping at {part!r}", tuple(parts[:i + 1]),
-                                        file="--set"))
+                                        file="--set", hint=hint))
                 ok = False
                 break
             i += 1
