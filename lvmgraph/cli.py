@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
 
 --given NAME=VALUE fixes a graph value or data field (repeatable). VALUE is:
   a number            an index (a one-hot row where NAME holds one-hot rows) or a fill value
-  an .npz/.npy file   array 'samples' (else the first array)
+  an .npz/.npy file   the array named NAME, else 'samples', else the file's only array
   an image / a folder one image, or every image of a folder in name order; converted to the
                       data's channels and value range; the size must be NAME's (an image of the
                       data's size before pad_to is padded as the data is)

@@ -144,6 +144,20 @@ def test_one_example_is_repeated_and_batches_must_fit_n(run, images, tmp_path):
         lg.parse_given([f"x_a={tmp_path / 'bad.npy'}"], None, experiment=exp)
 
 
+def test_an_npz_gives_the_array_named_like_the_value_so_sample_output_feeds_back(run, images, tmp_path):
+    root, pixels = images
+    # `sample --out X.npz` writes the main output as 'samples' and the grid's input as 'x_a':
+    # giving that file back as x_a takes the inputs, as written, not the translations
+    assert cli_main(["sample", str(run.path), "--given", f"x_a={root / 'mine'}", "--out", str(tmp_path / "t.npz")]) == 0
+    again = lg.parse_given([f"x_a={tmp_path / 't.npz'}"], None, experiment=run.experiment)["x_a"]
+    torch.testing.assert_close(again[:, 0], in_range(pixels), rtol=0, atol=1e-6)
+    np.savez(tmp_path / "only.npz", anything=np.zeros((2, 1, 8, 8), np.float32))  # one array: that one
+    assert lg.parse_given([f"x_a={tmp_path / 'only.npz'}"], None, experiment=run.experiment)["x_a"].shape == (2, 1, 8, 8)
+    np.savez(tmp_path / "two.npz", a=np.zeros((2, 1, 8, 8)), b=np.ones((2, 1, 8, 8)))  # ambiguous: refused
+    with pytest.raises(GivenError, match=r"holds the arrays a, b and none is called 'x_a' or 'samples'"):
+        lg.parse_given([f"x_a={tmp_path / 'two.npz'}"], None, experiment=run.experiment)
+
+
 def test_a_folder_of_patches_is_one_example(run, tmp_path):
     rng = np.random.default_rng(1)
     patches = rng.integers(0, 256, size=(4, 4, 4))

@@ -5,7 +5,7 @@ Axis legend: n examples generated, m examples the user gave, c channels, h w spa
 VALUE is read as, in this order:
 
 - an existing path (or one ending in a known suffix or a slash, which must then exist):
-  ``.npz`` (array ``samples``, else the first array) / ``.npy``; an image file (png, jpg, ...);
+  ``.npz`` (the array named NAME, else ``samples``, else its only array) / ``.npy``; an image file (png, jpg, ...);
   a folder of image files (taken in name order and stacked); a ``.txt`` file of one text per line;
 - a number: an integer becomes class indices (n,), or one-hot rows when NAME holds (n K) floats
   (``--given c=3``), a float fills NAME's per-example shape;
@@ -63,12 +63,21 @@ def _number(text: str) -> float | None:
         return None
 
 
-def read_array(path: Path) -> torch.Tensor:
-    """An .npz (array ``samples``, else its first) or .npy file -> a tensor (floats as float32)."""
+def read_array(path: Path, name: str | None = None) -> torch.Tensor:
+    """An .npz or .npy file -> a tensor (floats as float32). From an .npz: the array called
+    ``name``, else ``samples`` (what ``lvmgraph sample --out X.npz`` writes), else its only array."""
     arr = np.load(path)
     if isinstance(arr, np.lib.npyio.NpzFile):
         with arr:
-            arr = arr["samples"] if "samples" in arr.files else arr[arr.files[0]]
+            key = next((k for k in (name, "samples") if k in arr.files), None)
+            if key is None and len(arr.files) == 1:
+                key = arr.files[0]
+            if key is None:
+                where = f"--given {name}: {path}" if name else str(path)
+                wanted = f"'{name}' or 'samples'" if name else "'samples'"
+                raise GivenError(f"{where} holds the arrays {', '.join(arr.files) or '(none)'} and none is called "
+                                 f"{wanted}: save the one to use under that name, or alone")
+            arr = arr[key]
     value = torch.from_numpy(np.array(arr))
     return value.float() if value.is_floating_point() else value
 
@@ -164,7 +173,7 @@ def read_given(name: str, text: str, example: torch.Tensor | None, info: dict,
         if example is None:
             raise GivenError(f"--given {name}: '{name}' is not a graph value or data field")
         if suffix in ARRAY_SUFFIXES:
-            value, batch = as_examples(name, read_array(path), example, str(path))
+            value, batch = as_examples(name, read_array(path, name), example, str(path))
             return {name: value}, batch
         space = ImageSpace(_image_shape(name, tuple(example.shape[1:])), info)
         if path.is_dir():
@@ -249,7 +258,7 @@ def _parse_plain(items: Sequence[str], n: int, device) -> dict[str, torch.Tensor
         name, text = split_item(item)
         path = Path(text)
         if path.suffix in ARRAY_SUFFIXES and path.exists():
-            value = read_array(path)
+            value = read_array(path, name)
         else:
             num = _number(text)
             if num is None:
