@@ -242,7 +242,11 @@ def _sample_sweep(args, run, given: dict) -> int:
     n = args.n or (next(iter(given.values())).shape[0] if given else 8)
     # each value as --given reads it, so "c_trg=3" is a class index as it is there, and a caption
     # brings its companion fields (text_length) along
-    parsed = [api.parse_given([f"{name}={v}"], n, exp.device, experiment=exp) for v in values]
+    from .eval.given import GivenError
+    try:
+        parsed = [api.parse_given([f"{name}={v}"], n, exp.device, experiment=exp) for v in values]
+    except GivenError as exc:  # parse_given words it for --given; name the option the user wrote
+        raise GivenError(str(exc).replace("--given", "--sweep", 1)) from None
     rows = run.sweep(name, parsed, n, given=given, seed=args.seed, labels=[f"{name}={v}" for v in values])
     value_range = tuple(exp.data.info.get("value_range", (0, 1)))
     path = save_comparison_grid(grid_rows(rows, list(rows)), Path(args.out), value_range=value_range,

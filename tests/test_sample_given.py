@@ -198,6 +198,12 @@ def test_wrong_sizes_unknown_names_and_missing_files_are_clear_errors(run, image
                      "--out", str(tmp_path / "x.png")]) == 2
 
 
+def test_a_sweep_over_an_unknown_name_is_reported_as_the_sweep(run, tmp_path, capsys):
+    assert cli_main(["sample", str(run.path), "--sweep", "c_trg=0,1", "--out", str(tmp_path / "s.png")]) == 2
+    err = capsys.readouterr().err
+    assert "--sweep c_trg: 'c_trg' is not a graph value or data field" in err and "--given" not in err
+
+
 def test_images_of_the_native_size_are_padded_as_the_dataset_pads(tmp_path, images):
     root, pixels = images
     path = tmp_path / "padded.yaml"
