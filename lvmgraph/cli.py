@@ -14,6 +14,18 @@ EXIT_OK, EXIT_FAIL, EXIT_SPEC = 0, 1, 2
 EXIT_STOPPED = 75  # EX_TEMPFAIL: stopped by SIGTERM/SIGINT after a checkpoint; `lvmgraph resume` continues
 
 
+def _plugin_kind(text: str) -> str:
+    """``plugins --kind``: a registered kind; the plural the listing prints is accepted too."""
+    from .plugins.registry import HOOK_KINDS, did_you_mean
+    kinds = list(HOOK_KINDS.values())
+    singular = {"losses": "loss"}.get(text, text[:-1] if text.endswith("s") and text[:-1] in kinds else text)
+    if singular in kinds:
+        return singular
+    match = did_you_mean(text, kinds)
+    raise argparse.ArgumentTypeError(f"unknown kind {text!r}" + (f"; did you mean '{match}'?" if match else "")
+                                     + f" (kinds: {', '.join(kinds)})")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lvmgraph", description="Train latent-variable generative models from YAML specs.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -115,7 +127,7 @@ sample.grid names them (its first row). One input to every domain (StarGAN):
     nws.add_argument("file", help="the new spec file (its name becomes the spec's name)")
 
     pl = sub.add_parser("plugins", help="list plugins and what they register")
-    pl.add_argument("--kind", help="only this kind (component, prior, op, loss, dataset, metric, schedule, optimizer, spec, logger)")
+    pl.add_argument("--kind", type=_plugin_kind, help="only this kind (component, prior, op, loss, dataset, metric, schedule, optimizer, spec, logger)")
     pl.add_argument("--detail", metavar="NAME", help="settings of one registered item or all items of one plugin")
     pl.add_argument("--json", action="store_true")
 

@@ -212,6 +212,15 @@ def test_plugins_kind_filter(capsys):
                                             "registers": {"priors": get_registry().names("prior")}}}
 
 
+def test_plugins_kind_takes_the_plural_the_listing_prints_and_refuses_an_unknown_kind(capsys):
+    for plural, kind in (("priors", "prior"), ("losses", "loss")):
+        assert run_cli(capsys, "plugins", "--kind", plural, "--json") == run_cli(capsys, "plugins", "--kind", kind, "--json")
+    with pytest.raises(SystemExit) as exc:  # was: an empty listing and exit code 0
+        main(["plugins", "--kind", "prio"])
+    assert exc.value.code == 2
+    assert "unknown kind 'prio'; did you mean 'prior'?" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- clashes and checks
 
 def test_same_component_in_two_plugins_is_an_error_naming_both():
