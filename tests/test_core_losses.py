@@ -76,6 +76,13 @@ def test_mse_and_l1_by_hand():
     assert losses.l1(a, b, reduction="sum").item() == pytest.approx((3 + 3) / 2)
 
 
+@pytest.mark.parametrize("loss", ["mse", "l1", "bce", "bce_logits"])
+def test_elementwise_losses_refuse_shapes_that_would_broadcast(loss):
+    # (4, 1) against (4,) would broadcast to (4, 4): a wrong number, silently
+    with pytest.raises(ValueError, match=rf"{loss} compares values of shapes \(4, 1\) and \(4,\)"):
+        getattr(losses, loss)(torch.full((4, 1), 0.5), torch.full((4,), 0.5))
+
+
 def test_unknown_reduction_is_an_error():
     with pytest.raises(ValueError, match="reduction"):
         losses.mse(torch.zeros(2, 2), torch.ones(2, 2), reduction="batchmean")

@@ -37,6 +37,14 @@ def reduce(elementwise: torch.Tensor, reduction: str) -> torch.Tensor:
     raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
 
 
+def same_shape(loss: str, a: torch.Tensor, b: torch.Tensor) -> None:
+    """An elementwise loss compares values of one shape: (b, 1) against (b,) would broadcast to
+    (b, b) and train on the wrong number without a word, so say which shapes differ instead."""
+    if torch.is_tensor(a) and torch.is_tensor(b) and a.dim() and b.dim() and a.shape != b.shape:
+        raise ValueError(f"{loss} compares values of shapes {tuple(a.shape)} and {tuple(b.shape)}; an elementwise "
+                         f"loss needs one shape (reshape or flatten one of them)")
+
+
 # ---------------------------------------------------------------- reconstruction
 
 def bce(x_hat: torch.Tensor, x: torch.Tensor, reduction: Reduction = "mean") -> torch.Tensor:
@@ -44,6 +52,7 @@ def bce(x_hat: torch.Tensor, x: torch.Tensor, reduction: Reduction = "mean") -> 
 
     ``reduction="mean"`` averages all elements; ``"sum"`` sums each sample, then averages the batch.
     """
+    same_shape("bce", x_hat, x)
     return reduce(F.binary_cross_entropy(x_hat, x, reduction="none"), reduction)
 
 
@@ -52,6 +61,7 @@ def bce_logits(logits: torch.Tensor, x: torch.Tensor, reduction: Reduction = "me
 
     ``reduction="mean"`` averages all elements; ``"sum"`` sums each sample, then averages the batch.
     """
+    same_shape("bce_logits", logits, x)
     return reduce(F.binary_cross_entropy_with_logits(logits, x, reduction="none"), reduction)
 
 
@@ -60,6 +70,7 @@ def mse(a: torch.Tensor, b: torch.Tensor, reduction: Reduction = "mean") -> torc
 
     ``reduction="mean"`` averages all elements; ``"sum"`` sums each sample, then averages the batch.
     """
+    same_shape("mse", a, b)
     return reduce((a - b).pow(2), reduction)
 
 
@@ -68,6 +79,7 @@ def l1(a: torch.Tensor, b: torch.Tensor, reduction: Reduction = "mean") -> torch
 
     ``reduction="mean"`` averages all elements; ``"sum"`` sums each sample, then averages the batch.
     """
+    same_shape("l1", a, b)
     return reduce((a - b).abs(), reduction)
 
 
