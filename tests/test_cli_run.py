@@ -138,6 +138,24 @@ def test_run_refuses_an_occupied_out_directory_without_touching_it(flow, capsys,
     assert {p: p.read_bytes() for p in target.rglob("*") if p.is_file()} == before
 
 
+def test_a_path_that_is_not_a_run_points_to_the_run_meant(tmp_path, capsys):
+    """A typo, the runs folder itself, or a file: each says which run directory to pass instead."""
+    for name in ("aae_uniform-20261205-101500", "vae-20261205-101700"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "spec.yaml").write_text("name: x\n")
+    os.utime(tmp_path / "aae_uniform-20261205-101500" / "spec.yaml", (1, 1))
+    os.utime(tmp_path / "aae_uniform-20261205-101500", (1, 1))
+
+    def error(path):
+        assert cli_main(["eval", str(path)]) == 2
+        return capsys.readouterr().err
+
+    assert "did you mean 'aae_uniform-20261205-101500'?" in error(tmp_path / "aae_uniform-20261205-10150")
+    assert f"holds 2 runs; the newest is {tmp_path / 'vae-20261205-101700'}" in error(tmp_path)
+    assert "is a file, not a run directory" in error(tmp_path / "vae-20261205-101700" / "spec.yaml")
+    assert f"no such run directory: {tmp_path / 'elsewhere' / 'x'}" in error(tmp_path / "elsewhere" / "x")
+
+
 # ----------------------------------------------------------------------------- lvmgraph resume
 
 def test_resume_in_a_new_process_equals_one_uninterrupted_run(flow):

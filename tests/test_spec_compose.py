@@ -122,6 +122,15 @@ def test_extends_missing_file_points_at_the_reference(tmp_path):
     assert "no such file 'nowhere.yaml'" in p.message and p.line == 2 and p.file == str(spec)
 
 
+def test_extends_a_mistyped_file_suggests_the_file_beside_it(tmp_path):
+    write(tmp_path, "base_vae.yaml", "name: base\n")
+    spec = write(tmp_path, "s.yaml", "name: s\nextends: base_vea.yaml\n")
+    with pytest.raises(SpecError) as exc:
+        load_spec(spec)
+    (p,) = exc.value.problems
+    assert p.hint == "did you mean 'base_vae.yaml'?" and p.line == 2
+
+
 def test_extends_family_vae_template(tmp_path):
     spec = write(tmp_path, "v.yaml", "extends: family:vae\nname: my_vae\n"
                                      "components: {encoder: {latent_dim: 4}, decoder: {latent_dim: 4}, "

@@ -117,6 +117,20 @@ def test_missing_file(tmp_path):
     assert "no such file" in _only_problem(exc).message
 
 
+def test_a_missing_spec_file_suggests_the_closest_name_beside_it(tmp_path):
+    (tmp_path / "aae_uniform.yaml").write_text("name: a\n")
+    (tmp_path / "vae_mnist.yaml").write_text("name: v\n")
+    with pytest.raises(SpecError) as exc:
+        load_spec(tmp_path / "aae_unifrm.yaml")
+    assert _only_problem(exc).hint == "did you mean 'aae_uniform.yaml'?"
+    with pytest.raises(SpecError) as exc:  # no close name: the few files there are listed
+        load_spec(tmp_path / "progressive_growing.yaml")
+    assert _only_problem(exc).hint == f"{tmp_path} holds aae_uniform.yaml, vae_mnist.yaml"
+    with pytest.raises(SpecError) as exc:
+        load_spec(tmp_path / "specz" / "aae_uniform.yaml")
+    assert _only_problem(exc).hint == f"there is no folder {tmp_path / 'specz'}"
+
+
 @pytest.mark.parametrize("text, expected", [
     ("5", 5),
     ("1e-4", 1e-4),

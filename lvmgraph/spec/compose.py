@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..graph import expr
-from .errors import Problem, SourceMap, SpecError, did_you_mean_hint
+from .errors import Problem, SourceMap, SpecError, did_you_mean_hint, missing_file_hint
 from .yaml_io import load_yaml, parse_scalar
 
 TEMPLATE_PREFIX = "family:"
@@ -65,7 +65,8 @@ def load_composed(path: str | Path, templates: Mapping[str, Path] | None = None,
             return Path(found)
         target = (path.parent / ref)
         if not target.exists():
-            raise SpecError([smap.problem(f"no such file {ref!r} (relative to {path.parent})", where)], file=str(path))
+            raise SpecError([smap.problem(f"no such file {ref!r} (relative to {path.parent})", where,
+                                          hint=missing_file_hint(target))], file=str(path))
         return target
 
     if "imports" in raw:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+import pathlib
 from typing import Iterable, Sequence
 
 Path = tuple  # a key path into the spec, e.g. ("components", "encoder", "type") or ("phases", 0, "update")
@@ -67,6 +68,20 @@ def did_you_mean_hint(name: str, candidates: Iterable[str]) -> str | None:
 
     match = did_you_mean(name, candidates)
     return f"did you mean '{match}'?" if match else None
+
+
+def missing_file_hint(path: "str | pathlib.Path", suffixes: tuple[str, ...] = (".yaml", ".yml")) -> str | None:
+    """For a file that is not there: the closest name beside it, or which folder is missing."""
+    path = pathlib.Path(path)
+    folder = path.parent
+    shown = "the current folder" if str(folder) == "." else str(folder)
+    if not folder.is_dir():
+        return f"there is no folder {folder}"
+    names = sorted(p.name for p in folder.iterdir() if p.suffix in suffixes)
+    if not names:
+        return f"{shown} holds no {' or '.join(suffixes)} file"
+    return did_you_mean_hint(path.name, names) or (
+        f"{shown} holds {', '.join(names)}" if len(names) <= 5 else None)
 
 
 class SourceMap:

@@ -21,7 +21,7 @@ from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.resolver import VersionedResolver, implicit_resolvers
 
-from .errors import Problem, SourceMap, SpecError
+from .errors import Problem, SourceMap, SpecError, missing_file_hint
 
 # Words YAML 1.1 (PyYAML) reads as booleans; YAML 1.2 (used here) keeps them as strings.
 YAML11_BOOLEANS = {"yes", "no", "on", "off", "y", "n", "true", "false"}
@@ -295,7 +295,7 @@ def load_yaml(path: str | Path) -> tuple[Any, SourceMap]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SpecError([Problem(f"no such file: {path}", ())], file=str(path)) from None
+        raise SpecError([Problem(f"no such file: {path}", (), hint=missing_file_hint(path))], file=str(path)) from None
     except (UnicodeDecodeError, IsADirectoryError, PermissionError) as exc:
         raise SpecError([Problem(f"cannot read {path}: {exc}", ())], file=str(path)) from None
     return parse_yaml(text, str(path))

@@ -74,7 +74,7 @@ class RunDir:
     def open(cls, path: str | Path) -> "RunDir":
         run = cls(path)
         if not run.spec_file.exists():
-            raise RunDirError(f"{path} is not an lvmgraph run directory (no spec.yaml)")
+            raise RunDirError(_not_a_run_message(Path(path)))
         return run
 
     def write_spec(self, resolved: dict, source: str) -> None:
@@ -121,3 +121,22 @@ class RunDir:
         tmp = self.metrics_file.with_suffix(".tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
         tmp.replace(self.metrics_file)
+
+
+def _not_a_run_message(path: Path) -> str:
+    """Why ``path`` is not a run directory, and the run the user most likely meant."""
+    from ..spec.errors import did_you_mean_hint
+
+    if path.is_file():
+        return f"{path} is a file, not a run directory (a run directory holds spec.yaml)"
+    if not path.exists():
+        parent = path.parent
+        runs = sorted(p.name for p in parent.iterdir() if (p / "spec.yaml").is_file()) if parent.is_dir() else []
+        hint = did_you_mean_hint(path.name, runs)
+        return f"no such run directory: {path}" + (f"; {hint}" if hint else "")
+    inside = sorted((p for p in path.iterdir() if (p / "spec.yaml").is_file()), key=lambda p: p.stat().st_mtime)
+    if inside:
+        if len(inside) == 1:
+            return f"{path} is not a run directory but holds one: {inside[0]}"
+        return f"{path} is not a run directory but holds {len(inside)} runs; the newest is {inside[-1]}"
+    return f"{path} is not an lvmgraph run directory (no spec.yaml)"
