@@ -99,8 +99,16 @@ def test_wrong_type_names_the_line_and_the_fix(tmp_path):
     p = by_path(exc.value.problems)[("data", "batch_size")]
     assert p.line == 2
     assert "integer" in p.message
-    assert p.hint == "write a number without quotes"
+    assert p.hint == "write a whole number, e.g. 1000"  # 'many' is no number: not a quoting problem
     assert "line 2   data.batch_size:" in str(exc.value)
+
+
+def test_a_misspelled_type_key_is_suggested_beside_the_components_settings(tmp_path):
+    path = write(tmp_path, GOOD.replace("batch_size: 16", "batch_size: '16'"))
+    assert not problems_of(path)  # a quoted number is still that number
+    text = GOOD.replace("encoder: {type: mlp,", "encoder: {type: mlp, typ: mlp,")
+    p = by_path(problems_of(write(tmp_path, text)))[("components", "encoder", "typ")]
+    assert p.message == "unknown setting 'typ'" and p.hint == "did you mean 'type'?"
 
 
 def test_a_constraint_violation_in_a_plugin_setting(tmp_path):

@@ -52,7 +52,7 @@ graph_errors.yaml: 8 problems
 STRUCTURE_ERRORS = """\
 structure_errors.yaml: 6 problems
   line 1   phases: required setting is missing
-  line 3   data.batch_size: Input should be a valid integer, unable to parse string as an integer — write a number without quotes
+  line 3   data.batch_size: Input should be a valid integer, unable to parse string as an integer — write a whole number, e.g. 1000
   line 5   components.encoder.type: unknown component 'gausian_encoder' — did you mean 'gaussian_encoder'? (see `lvmgraph plugins --kind component`)
   line 6   components.decoder.hiden: unknown setting 'hiden' — did you mean 'hidden'?
   line 10  phasess: unknown setting 'phasess' — did you mean 'phases'?

@@ -27,11 +27,12 @@ class Problem:
     hint: str | None = None
     severity: str = "error"  # or "warning"
 
-    def render(self, *, with_file: bool = False) -> str:
-        where = f"line {self.line:<3}" if self.line else "        "
+    def render(self, *, with_file: bool = False, align: bool = True) -> str:
+        # ``align`` pads a problem without a line to the column of those with one
+        where = f"line {self.line:<3}" if self.line else ("        " if align else "")
         if with_file and self.file:
             where = f"{self.file}:{self.line}" if self.line else self.file
-        text = f"{where} {format_path(self.path)}: {self.message}"
+        text = f"{where} {format_path(self.path)}: {self.message}" if where else f"{format_path(self.path)}: {self.message}"
         if self.hint:
             text += f" — {self.hint}"
         if self.severity == "warning":
@@ -59,7 +60,8 @@ class SpecError(Exception):
         files = {p.file for p in self.problems if p.file}
         several_files = len(files) > 1 or (files and self.file not in files)
         head = f"{self.file or 'spec'}: {len(errors)} problem{'s' if len(errors) != 1 else ''}"
-        lines = [head] + ["  " + p.render(with_file=bool(several_files)) for p in self.problems]
+        align = any(p.line for p in self.problems)
+        lines = [head] + ["  " + p.render(with_file=bool(several_files), align=align) for p in self.problems]
         return "\n".join(lines)
 
 

@@ -98,7 +98,10 @@ def written_loc(model: type[BaseModel], loc: Sequence, *, unknown_key: bool = Fa
     return tuple(out)
 
 
-def pydantic_problems(exc: ValidationError, model: type[BaseModel], prefix: tuple, source: SourceMap) -> list[Problem]:
+def pydantic_problems(exc: ValidationError, model: type[BaseModel], prefix: tuple, source: SourceMap,
+                      selector: str | None = None) -> list[Problem]:
+    """Each pydantic error as a Problem at the key the user wrote, with the fix. ``selector`` is the key
+    that chose ``model`` (``type``): valid beside the model's fields, so a misspelling of it is suggested."""
     problems = []
     for err in exc.errors():
         loc = written_loc(model, err["loc"], unknown_key=err["type"] == "extra_forbidden")
@@ -107,7 +110,7 @@ def pydantic_problems(exc: ValidationError, model: type[BaseModel], prefix: tupl
         if err["type"] == "extra_forbidden":
             key = str(loc[-1]) if loc else ""
             allowed = fields_at(model, loc[:-1])
-            match = did_you_mean(key, allowed)
+            match = did_you_mean(key, allowed + ([selector] if selector and len(loc) == 1 else []))
             msg = f"unknown setting '{key}'"
             hint = f"did you mean '{match}'?" if match else (f"allowed: {', '.join(allowed)}" if allowed else None)
         elif err["type"] == "missing":
@@ -115,11 +118,20 @@ def pydantic_problems(exc: ValidationError, model: type[BaseModel], prefix: tupl
         elif isinstance(err.get("input"), str) and err["input"].lower() in YAML11_BOOLEANS and "bool" in err["type"]:
             hint = "write true or false (YAML 1.2 reads yes/no/on/off as strings)"
         elif isinstance(err.get("input"), str) and err["type"].startswith(("float", "int")):
-            hint = "write a number without quotes"
+            hint = "write a number without quotes" if _is_number(err["input"]) else (
+                "write a whole number, e.g. 1000" if err["type"].startswith("int") else "write a number, e.g. 1e-3")
         elif err["type"] == "string_type" and isinstance(err.get("input"), (int, float, bool)):
             hint = "YAML read this as a number or boolean; put it in quotes to make it text"
         problems.append(source.problem(msg, path, hint=hint))
     return problems
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 # Strings pydantic would quietly turn into a bool, though YAML 1.2 (unlike 1.1) reads them as text.
@@ -189,7 +201,7 @@ def _validate_entry(registry: Registry, kind: str, label: str, type_name: str, s
     try:
         params[key] = model.model_validate(settings)
     except ValidationError as exc:
-        problems.extend(pydantic_problems(exc, model, path, source))
+        problems.extend(pydantic_problems(exc, model, path, source, selector="type" if type_path is None else None))
     return entry
 
 
