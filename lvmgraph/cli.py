@@ -83,7 +83,7 @@ as --given reads it), all from the same inputs and noise, under a first row of t
 sample.grid names them (its first row). One input to every domain (StarGAN):
   lvmgraph sample RUN --sweep c_trg=0,1,2,3,4,5 -n 8 --out every_domain.png""")
     s.add_argument("run_dir")
-    s.add_argument("-n", "--n", dest="n", type=int, default=None,
+    s.add_argument("-n", "--n", dest="n", type=_count, default=None,
                    help="number of samples (default: the number of examples given, else 64)")
     s.add_argument("--out", required=True, help="X.npz, X.png or a folder (see below)")
     s.add_argument("--given", action="append", default=[], metavar="NAME=VALUE",
@@ -95,7 +95,7 @@ sample.grid names them (its first row). One input to every domain (StarGAN):
     e = sub.add_parser("eval", help="evaluate a run and write RUN/eval.json")
     e.add_argument("run_dir")
     e.add_argument("--metrics", help="comma-separated metric names (default: the spec's eval.metrics)")
-    e.add_argument("--n", type=int, help="sample count for every metric that has an `n` setting")
+    e.add_argument("--n", type=_count, help="sample count for every metric that has an `n` setting")
 
     rp = sub.add_parser("report", help="(re)write RUN/report.html: curves, samples, pictures, graph, evaluation")
     rp.add_argument("run_dir")
@@ -139,6 +139,24 @@ sample.grid names them (its first row). One input to every domain (StarGAN):
     return p
 
 
+def _count(text: str) -> int:
+    """A sample count: a whole number, 1 or more (argparse words the error)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n}: give 1 or more")
+    return n
+
+
+class OutError(ValueError):
+    """``--out`` names something ``lvmgraph sample`` cannot write."""
+
+
+SAMPLE_SUFFIXES = (".npz", ".png")
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
@@ -163,7 +181,7 @@ def main(argv=None) -> int:
         print(exc.render(), file=sys.stderr)
         return EXIT_SPEC
     except (RunDirError, CheckpointError, FileNotFoundError, UnknownMetric, UnknownValue,
-            InceptionUnavailable, GivenError, ResultNameClash, UnknownDataset, ScaffoldError) as exc:  # the message says how to fix it: a traceback adds nothing
+            InceptionUnavailable, GivenError, ResultNameClash, UnknownDataset, ScaffoldError, OutError) as exc:  # the message says how to fix it: a traceback adds nothing
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_SPEC
     except BrokenPipeError:  # `lvmgraph plugins --json | head`
@@ -219,6 +237,9 @@ def _report(run) -> None:
 
 def cmd_sample(args) -> int:
     from . import api
+    suffix = Path(args.out).suffix
+    if suffix and suffix not in SAMPLE_SUFFIXES:  # before loading anything: the run may be slow to open
+        raise OutError(f"--out {args.out}: write X.npz, X.png or a folder name without a suffix")
     run = api.open_run(args.run_dir)
     exp = run.experiment
     spec = exp.spec.sample
@@ -300,14 +321,14 @@ def _write_samples(out: Path, samples: dict, spec, info: dict) -> list[Path]:
         else:
             picture(spec.output, out)
             if not written:
-                raise ValueError(f"'{spec.output}' has shape {tuple(samples[spec.output].shape)}, not images; "
+                raise OutError(f"'{spec.output}' has shape {tuple(samples[spec.output].shape)}, not images; "
                                  f"write an .npz instead")
         shown = set(spec.grid or [spec.output])
         for name in outputs:
             if name not in shown:
                 picture(name, out.with_name(f"{out.stem}_{name}.png"))
     elif out.suffix:
-        raise ValueError(f"--out {out}: write X.npz, X.png or a folder name without a suffix")
+        raise OutError(f"--out {out}: write X.npz, X.png or a folder name without a suffix")
     else:
         out.mkdir(parents=True, exist_ok=True)
         for name in outputs:

@@ -204,6 +204,16 @@ def test_a_sweep_over_an_unknown_name_is_reported_as_the_sweep(run, tmp_path, ca
     assert "--sweep c_trg: 'c_trg' is not a graph value or data field" in err and "--given" not in err
 
 
+def test_an_unwritable_out_or_a_count_below_one_is_refused_before_sampling(run, tmp_path, capsys):
+    assert cli_main(["sample", str(run.path), "--out", str(tmp_path / "s.gif")]) == 2
+    assert "--out " + str(tmp_path / "s.gif") + ": write X.npz, X.png or a folder" in capsys.readouterr().err
+    for count, why in (("0", "0: give 1 or more"), ("-2", "-2: give 1 or more"), ("many", "'many' is not a whole number")):
+        with pytest.raises(SystemExit) as exc:  # argparse: usage and the reason, exit 2
+            cli_main(["sample", str(run.path), "-n", count, "--out", str(tmp_path / "s.npz")])
+        assert exc.value.code == 2 and why in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_images_of_the_native_size_are_padded_as_the_dataset_pads(tmp_path, images):
     root, pixels = images
     path = tmp_path / "padded.yaml"
