@@ -322,7 +322,7 @@ def _write_samples(out: Path, samples: dict, spec, info: dict) -> list[Path]:
             picture(spec.output, out)
             if not written:
                 raise OutError(f"'{spec.output}' has shape {tuple(samples[spec.output].shape)}, not images; "
-                                 f"write an .npz instead")
+                               f"write an .npz instead")
         shown = set(spec.grid or [spec.output])
         for name in outputs:
             if name not in shown:
