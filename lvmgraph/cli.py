@@ -238,7 +238,7 @@ def _report(run) -> None:
 def cmd_sample(args) -> int:
     from . import api
     suffix = Path(args.out).suffix
-    if suffix and suffix not in SAMPLE_SUFFIXES:  # before loading anything: the run may be slow to open
+    if suffix and suffix not in SAMPLE_SUFFIXES:  # checked before loading anything: the run may be slow to open
         raise OutError(f"--out {args.out}: write X.npz, X.png or a folder name without a suffix")
     run = api.open_run(args.run_dir)
     exp = run.experiment
@@ -327,9 +327,7 @@ def _write_samples(out: Path, samples: dict, spec, info: dict) -> list[Path]:
         for name in outputs:
             if name not in shown:
                 picture(name, out.with_name(f"{out.stem}_{name}.png"))
-    elif out.suffix:
-        raise OutError(f"--out {out}: write X.npz, X.png or a folder name without a suffix")
-    else:
+    else:  # a folder (cmd_sample refused any other suffix)
         out.mkdir(parents=True, exist_ok=True)
         for name in outputs:
             np.savez_compressed(out / f"{name}.npz", samples=samples[name].numpy())

@@ -123,6 +123,13 @@ class RunDir:
         tmp.replace(self.metrics_file)
 
 
+def _runs_in(folder: Path) -> list[Path]:
+    """The run directories directly inside ``folder``, oldest first."""
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if RunDir(p).spec_file.is_file()), key=lambda p: p.stat().st_mtime)
+
+
 def _not_a_run_message(path: Path) -> str:
     """Why ``path`` is not a run directory, and the run the user most likely meant."""
     from ..spec.errors import did_you_mean_hint
@@ -130,13 +137,11 @@ def _not_a_run_message(path: Path) -> str:
     if path.is_file():
         return f"{path} is a file, not a run directory (a run directory holds spec.yaml)"
     if not path.exists():
-        parent = path.parent
-        runs = sorted(p.name for p in parent.iterdir() if (p / "spec.yaml").is_file()) if parent.is_dir() else []
-        hint = did_you_mean_hint(path.name, runs)
+        hint = did_you_mean_hint(path.name, [p.name for p in _runs_in(path.parent)])
         return f"no such run directory: {path}" + (f"; {hint}" if hint else "")
-    inside = sorted((p for p in path.iterdir() if (p / "spec.yaml").is_file()), key=lambda p: p.stat().st_mtime)
+    inside = _runs_in(path)
+    if len(inside) == 1:
+        return f"{path} is not a run directory but holds one: {inside[0]}"
     if inside:
-        if len(inside) == 1:
-            return f"{path} is not a run directory but holds one: {inside[0]}"
         return f"{path} is not a run directory but holds {len(inside)} runs; the newest is {inside[-1]}"
     return f"{path} is not an lvmgraph run directory (no spec.yaml)"
