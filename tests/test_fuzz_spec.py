@@ -35,8 +35,14 @@ _DIR = Path(tempfile.mkdtemp(prefix="lvmgraph-fuzz-spec-"))
 # the data fields of each spec's dataset (loading some datasets takes seconds, compiling needs only names)
 TRANSLATION = ("x_a", "x_b", "y_a", "y_b", "index_a", "index_b")
 FIELDS = {"cyclegan_sneaker2boot.yaml": TRANSLATION, "cyclegan_thin2thick.yaml": TRANSLATION,
+          "hybrid_cyclegan_semantic.yaml": TRANSLATION,
           "stargan_attributes.yaml": ("x", "y", "domain", "attributes"),
           "text2image_fashion.yaml": ("x", "y", "domain", "attributes", "text", "text_length", "held_out")}
+
+
+# the real specs beside the fuzzed one, so a spec that `extends:` another by a relative path finds it
+for _name, _text in SPEC_TEXTS.items():
+    (_DIR / _name).write_text(_text, encoding="utf-8")
 
 
 def write(text: str, name: str = "fuzzed.yaml") -> Path:
